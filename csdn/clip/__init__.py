@@ -1,0 +1,14 @@
+"""A self-contained, OpenAI-compatible CLIP: model, loader and tokenizer (the leaf layer of csdn)."""
+
+from .build import TINY_CONFIGS as TINY_CONFIGS
+from .build import build_model as build_model
+from .build import infer_config as infer_config
+from .build import tiny_state_dict as tiny_state_dict
+from .model import CLIP as CLIP
+from .model import AttentionPool2d as AttentionPool2d
+from .model import Bottleneck as Bottleneck
+from .model import ModifiedResNet as ModifiedResNet
+from .model import ResidualAttentionBlock as ResidualAttentionBlock
+from .model import Transformer as Transformer
+from .model import VisionTransformer as VisionTransformer
+from .pos_embed import resize_pos_embed as resize_pos_embed

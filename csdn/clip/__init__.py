@@ -12,3 +12,5 @@ from .model import ResidualAttentionBlock as ResidualAttentionBlock
 from .model import Transformer as Transformer
 from .model import VisionTransformer as VisionTransformer
 from .pos_embed import resize_pos_embed as resize_pos_embed
+from .tokenizer import SimpleTokenizer as SimpleTokenizer
+from .tokenizer import tokenize as tokenize

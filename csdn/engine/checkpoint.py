@@ -1,0 +1,142 @@
+"""Checkpoints: one self-contained file per save, written atomically, loadable with ``weights_only=True``.
+
+A checkpoint is a nested dict of tensors and plain Python values (``dict``/``list``/``tuple``/``str``/``int``/
+``float``/``bool``/``None``) only, so ``torch.load(path, weights_only=True)`` reads it without executing code.
+:func:`capture_rng_state` / :func:`restore_rng_state` turn the Python, NumPy, torch (CPU) and CUDA generator
+states, plus any explicit ``torch.Generator`` the run owns, into such values, which is what lets a resumed run
+continue bit-exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "capture_rng_state",
+    "restore_rng_state",
+    "check_plain",
+]
+
+CHECKPOINT_FORMAT = "csdn-checkpoint-v1"  # stored under "format"; identifies a csdn training checkpoint
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def check_plain(value: Any, where: str = "checkpoint") -> None:
+    """Raise ``TypeError`` naming the first entry of ``value`` that is not a tensor or plain Python value."""
+    if isinstance(value, (torch.Tensor, *_PLAIN_SCALARS)):
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise TypeError(f"{where} has a key of type {type(key).__name__}; only str/int keys are allowed")
+            check_plain(item, f"{where}[{key!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_plain(item, f"{where}[{index}]")
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__module__}.{type(value).__qualname__}; checkpoints hold only tensors and "
+        "plain Python values (convert it, e.g. with config_to_dict or .tolist())"
+    )
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` (plus ``format``) to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    A crash or SIGKILL during the write leaves the previous file at ``path`` intact.
+
+    Raises:
+        TypeError: if ``state`` holds anything but tensors and plain Python values.
+    """
+    path = Path(path)
+    payload = {"format": CHECKPOINT_FORMAT, **state}
+    check_plain(payload)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file is not a csdn training checkpoint (e.g. a raw state dict or a CLIP file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types; report them as one clear message
+        raise ValueError(f"checkpoint {str(path)!r} could not be read as a csdn checkpoint: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a csdn training checkpoint (no format={CHECKPOINT_FORMAT!r} entry); "
+            "pass a file written by `csdn train`"
+        )
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------- RNG states
+
+
+def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Snapshot the global Python/NumPy/torch/CUDA generators and the named explicit generators.
+
+    Returns:
+        A dict of tensors and plain values (checkpoint-safe); pass it to :func:`restore_rng_state`.
+    """
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "generators": {name: gen.get_state() for name, gen in (generators or {}).items()},
+    }
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> None:
+    """Restore what :func:`capture_rng_state` captured (CUDA states only where CUDA is available).
+
+    Raises:
+        ValueError: if a named generator has no saved state.
+    """
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("generators", {})
+    for name, gen in (generators or {}).items():
+        if name not in saved:
+            raise ValueError(f"checkpoint has no state for generator {name!r} (saved: {', '.join(saved) or 'none'})")
+        gen.set_state(saved[name])

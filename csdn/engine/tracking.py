@@ -1,0 +1,118 @@
+"""Run bookkeeping: metrics as JSON lines, optional TensorBoard, run provenance, tqdm progress bars.
+
+Only rank 0 writes; other ranks get no-op objects, so callers never branch on the rank.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+__all__ = ["MetricsLogger", "run_provenance", "progress"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _plain_number(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().item() if value.numel() == 1 else value.detach().tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf literal
+    return value
+
+
+class MetricsLogger:
+    """Append one JSON object per event to ``metrics.jsonl`` (and TensorBoard scalars if asked and installed).
+
+    Args:
+        path: the ``.jsonl`` file; ``None`` makes every call a no-op (non-zero ranks).
+        tensorboard_dir: folder for TensorBoard event files, or ``None``.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, tensorboard_dir: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._writer = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path is not None and tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                logger.warning("runtime.tensorboard is on but the tensorboard package is missing; skipping it")
+            else:
+                self._writer = SummaryWriter(str(tensorboard_dir))
+
+    def log(self, event: str, step: int | None = None, **values: Any) -> None:
+        """Record ``values`` (numbers, strings, small tensors) under ``event`` (e.g. "stage3/epoch")."""
+        if self.path is None:
+            return
+        record = {"time": round(time.time(), 3), "event": event, "step": step}
+        record.update({k: _plain_number(v) for k, v in values.items()})
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._writer is not None and step is not None:
+            for key, value in record.items():
+                if key not in ("time", "event", "step") and isinstance(value, (int, float)):
+                    self._writer.add_scalar(f"{event}/{key}", value, step)
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer, if any."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _git_hash() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_provenance(seed: int) -> dict[str, Any]:
+    """Seed, library versions, git commit of the csdn checkout (if any), host and command line of this run."""
+    import numpy
+    import torchvision
+
+    try:
+        csdn_version = importlib.metadata.version("csdn")
+    except importlib.metadata.PackageNotFoundError:
+        csdn_version = None
+    return {
+        "seed": seed,
+        "csdn": csdn_version,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda,
+        "git_commit": _git_hash(),
+        "host": platform.node(),
+        "argv": list(sys.argv),
+    }
+
+
+def progress(iterable: Iterable[T], *, enabled: bool, total: int | None = None, desc: str = "") -> Iterator[T]:
+    """Wrap ``iterable`` in a tqdm bar when ``enabled`` and stderr is a terminal; otherwise return it as is."""
+    if not enabled or not sys.stderr.isatty():
+        return iter(iterable)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True))

@@ -1,0 +1,218 @@
+"""Layout validation shared by the dataset readers: id lists, index files, image folders, image files.
+
+Every check raises one clear error that names the offending file, says what was expected and how to fix it:
+``FileNotFoundError`` for something missing, ``ValueError`` for something present but malformed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .samples import Sample, TrainSplit
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "require_dir",
+    "require_file",
+    "read_id_list",
+    "read_index_file",
+    "check_image_file",
+    "list_image_dir",
+    "build_train_split",
+    "cam_from_relpath",
+    "check_choice",
+    "check_trial",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File extensions accepted as images (lower case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+_JPEG_EOI = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CAM_DIR = re.compile(r"^cam(\d+)$")
+
+
+def require_dir(path: str, dataset: str, hint: str) -> str:
+    """Return ``path`` if it is a directory, else raise ``FileNotFoundError`` naming it and ``hint``."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{dataset}: folder {path} not found; expected {hint}.")
+    return path
+
+
+def require_file(path: str, dataset: str, hint: str) -> str:
+    """Return ``path`` if it is a file, else raise ``FileNotFoundError`` naming it and ``hint``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{dataset}: file {path} not found; expected {hint}.")
+    return path
+
+
+def read_id_list(path: str, dataset: str) -> list[int]:
+    """Read an id list file: one line of comma-separated integers (SYSU ``exp/*_id.txt``, LLCM ``idx/test_id.txt``).
+
+    Like the reference loaders, only the first line is used.
+
+    Raises:
+        FileNotFoundError: if the file is missing.
+        ValueError: if the file is empty, holds a non-integer token, or repeats an id.
+    """
+    require_file(path, dataset, "a one-line, comma-separated list of person ids such as '1,2,3'")
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    first = lines[0].strip() if lines else ""
+    if not first:
+        raise ValueError(f"{dataset}: id list {path} is empty; expected one line of comma-separated ids like '1,2,3'.")
+    ids = []
+    for token in first.split(","):
+        token = token.strip()
+        if not token.isdigit():
+            raise ValueError(
+                f"{dataset}: id list {path} has a malformed id {token!r}; expected comma-separated non-negative "
+                "integers like '1,2,3' on the first line."
+            )
+        ids.append(int(token))
+    seen: set[int] = set()
+    for pid in ids:
+        if pid in seen:
+            raise ValueError(f"{dataset}: id list {path} has a duplicate id {pid}; each id must appear once.")
+        seen.add(pid)
+    return ids
+
+
+def read_index_file(path: str, root: str, dataset: str, verify_images: bool = True) -> list[tuple[str, int]]:
+    """Read an index file of ``relative/path.ext label`` lines (RegDB ``idx/*.txt``, LLCM ``idx/train_*.txt``).
+
+    Blank lines are skipped; every other line must be ``<path relative to root> <integer label>``.
+
+    Returns:
+        ``(relative_path, label)`` per line, in file order.
+
+    Raises:
+        FileNotFoundError: if the index file or an image it names is missing.
+        ValueError: on a malformed line, an empty file, or a listed file that is not a valid image.
+    """
+    require_file(path, dataset, "lines of '<image path relative to the dataset root> <integer label>'")
+    entries = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise ValueError(
+                    f"{dataset}: index file {path} line {number} is malformed ({line.strip()!r}); expected "
+                    "'<image path relative to the dataset root> <integer label>'."
+                )
+            relpath = parts[0]
+            full = os.path.join(root, relpath)
+            if not os.path.isfile(full):
+                raise FileNotFoundError(
+                    f"{dataset}: index file {path} line {number} points to a missing image {full}; "
+                    "check that root is the dataset folder the index paths are relative to."
+                )
+            check_image_file(full, dataset, verify=verify_images)
+            entries.append((relpath, int(parts[1])))
+    if not entries:
+        raise ValueError(f"{dataset}: index file {path} is empty; expected '<relative image path> <label>' lines.")
+    return entries
+
+
+def check_image_file(path: str, dataset: str, verify: bool = True) -> None:
+    """Check that ``path`` is an image by extension and, if ``verify``, not truncated (cheap marker checks).
+
+    JPEG must start with SOI and carry the EOI marker in its last 64 bytes; PNG must carry its signature and
+    an IEND chunk; BMP must start with ``BM`` and be at least as long as its header declares.
+
+    Raises:
+        ValueError: for a non-image file or a truncated/corrupt image, naming the file.
+    """
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise ValueError(
+            f"{dataset}: {path} is not an image file; expected one of {', '.join(IMAGE_EXTENSIONS)}. "
+            "Remove stray files from the dataset folders."
+        )
+    if not verify:
+        return
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+        handle.seek(max(0, size - 64))
+        tail = handle.read()
+    if ext in (".jpg", ".jpeg"):
+        ok = head.startswith(b"\xff\xd8") and _JPEG_EOI in tail
+    elif ext == ".png":
+        ok = head.startswith(_PNG_SIGNATURE) and b"IEND" in tail
+    else:
+        ok = head.startswith(b"BM") and len(head) >= 6 and int.from_bytes(head[2:6], "little") <= size
+    if not ok:
+        raise ValueError(
+            f"{dataset}: {path} is a truncated or corrupt image ({size} bytes); re-extract it from the dataset archive."
+        )
+
+
+def list_image_dir(folder: str, dataset: str, verify: bool = True) -> list[str]:
+    """Sorted file names in ``folder`` (the reference loaders' ``sorted(os.listdir(...))``), each checked."""
+    names = sorted(os.listdir(folder))
+    for name in names:
+        full = os.path.join(folder, name)
+        if os.path.isdir(full):
+            raise ValueError(f"{dataset}: {full} is a folder inside an image folder; expected only image files.")
+        check_image_file(full, dataset, verify=verify)
+    return names
+
+
+def check_choice(value: str, name: str, valid: Sequence[str]) -> str:
+    """Return ``value`` if it is in ``valid``, else raise ``ValueError`` listing the valid values."""
+    if value not in valid:
+        raise ValueError(
+            f"Unknown value {value!r} for argument {name}. Valid values are {', '.join(map(repr, valid))}."
+        )
+    return value
+
+
+def check_trial(trial: int, valid: Sequence[int] | None = None) -> int:
+    """Return ``trial`` as ``int``; it must be a non-negative integer and, if ``valid`` is given, one of them."""
+    ok = not isinstance(trial, bool) and isinstance(trial, (int, np.integer)) and int(trial) >= 0
+    if not ok or (valid is not None and int(trial) not in valid):
+        expected = ", ".join(map(str, valid)) if valid is not None else "a non-negative integer"
+        raise ValueError(f"Unknown trial {trial!r}. Valid trials are {expected}.")
+    return int(trial)
+
+
+def cam_from_relpath(relpath: str) -> int:
+    """Camera number from the first ``camK`` component of a path relative to the dataset root, or ``-1``."""
+    for part in re.split(r"[\\/]", relpath):
+        match = _CAM_DIR.match(part)
+        if match:
+            return int(match.group(1))
+    return -1
+
+
+def build_train_split(visible: Iterable[tuple[str, int, int]], infrared: Iterable[tuple[str, int, int]]) -> TrainSplit:
+    """Relabel ``(path, pid, cam)`` records of both modalities to ``0..C-1`` in sorted-pid order.
+
+    Identities present in only one modality keep a label (so labels stay dense) and are logged as a warning:
+    cross-modality samplers skip them.
+    """
+    vis, ir = list(visible), list(infrared)
+    vis_pids, ir_pids = {r[1] for r in vis}, {r[1] for r in ir}
+    pids = sorted(vis_pids | ir_pids)
+    one_sided = sorted(vis_pids ^ ir_pids)
+    if one_sided:
+        logger.warning("%d training ids have images in one modality only: %s", len(one_sided), one_sided[:10])
+    label = {pid: i for i, pid in enumerate(pids)}
+    return TrainSplit(
+        visible=_labelled(vis, label, "visible"),
+        infrared=_labelled(ir, label, "infrared"),
+        num_classes=len(pids),
+    )
+
+
+def _labelled(records: Sequence[tuple[str, int, int]], label: dict[int, int], modality: str) -> list[Sample]:
+    return [Sample(path, pid, cam, modality, label[pid]) for path, pid, cam in records]

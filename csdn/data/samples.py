@@ -1,0 +1,100 @@
+"""Plain records shared by every dataset reader: modalities, samples, train and test splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+__all__ = ["Modality", "Sample", "TrainSplit", "TestSplit", "PROTOCOLS"]
+
+#: Evaluation protocols a :class:`TestSplit` can carry (see ``csdn.evaluation.evaluate``).
+PROTOCOLS = ("sysu", "regdb", "llcm")
+
+
+class Modality(str, Enum):
+    """Imaging modality of a sample. The value is the string used everywhere in the API."""
+
+    VISIBLE = "visible"
+    INFRARED = "infrared"
+
+    @classmethod
+    def parse(cls, value: str | Modality) -> Modality:
+        """Return the modality named by ``value`` (``"visible"`` or ``"infrared"``, case-insensitive).
+
+        Raises:
+            ValueError: if ``value`` names no modality; the message lists the valid values.
+        """
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().lower()
+        for member in cls:
+            if member.value == text:
+                return member
+        valid = ", ".join(repr(m.value) for m in cls)
+        raise ValueError(f"Unknown modality {value!r}. Valid values are {valid}.")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Sample(NamedTuple):
+    """One image of a dataset.
+
+    Attributes:
+        path: full path of the image (the reader's root joined with the dataset's relative path).
+        pid: the dataset's own identity number (for index-file datasets, the label written in the index file).
+        cam: the dataset's camera number (RegDB has none: visible 1, thermal 2).
+        modality: ``"visible"`` or ``"infrared"``.
+        label: training label ``0..C-1`` in sorted-``pid`` order; ``-1`` in test splits.
+    """
+
+    path: str
+    pid: int
+    cam: int
+    modality: str
+    label: int = -1
+
+
+@dataclass(frozen=True)
+class TrainSplit:
+    """Training images of both modalities with aligned labels ``0..num_classes-1``.
+
+    Attributes:
+        visible: visible samples, each with ``label`` set.
+        infrared: infrared samples, each with ``label`` set (same pid -> same label as in ``visible``).
+        num_classes: number of training identities ``C``.
+    """
+
+    visible: list[Sample]
+    infrared: list[Sample]
+    num_classes: int
+
+    @property
+    def pids(self) -> list[int]:
+        """Original dataset pid of every label: ``pids[label] == pid``."""
+        mapping = {s.label: s.pid for s in (*self.visible, *self.infrared)}
+        return [mapping[label] for label in range(self.num_classes)]
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """One evaluation setting: queries of one modality searched in a gallery of the other.
+
+    Attributes:
+        query: query samples with original pids/cams (``label == -1``).
+        gallery: gallery samples with original pids/cams.
+        protocol: evaluation rule, one of ``"sysu"``, ``"regdb"``, ``"llcm"``.
+        query_modality: modality of the queries.
+        gallery_modality: modality of the gallery.
+        name: human-readable name of the setting, e.g. ``"sysu all-search single-shot"``.
+        trial: the trial (random draw / split file) this split belongs to.
+    """
+
+    query: list[Sample]
+    gallery: list[Sample]
+    protocol: str
+    query_modality: str
+    gallery_modality: str
+    name: str
+    trial: int = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +29,6 @@ __all__ = [
     "param_groups",
     "build_prompt_stage_optimizer",
     "build_image_stage_optimizer",
-    "is_fast_parameter",
 ]
 
 
@@ -85,54 +84,47 @@ class WarmupMultiStep:
         return warmup * self.gamma ** bisect_right(self.milestones, epoch)
 
 
-def is_fast_parameter(name: str) -> bool:
-    """Official rule for the 2x learning rate: classifier weights, plus (SPEC §1) the GeM exponent ``p``."""
-    parts = name.split(".")
-    return any("classifier" in part for part in parts) or (parts[-1] == "p" and any("gem" in x.lower() for x in parts))
-
-
 def param_groups(
-    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    groups: Mapping[str, Iterable[nn.Parameter]],
     lr: float,
     weight_decay: float,
-    fast_lr_mult: float = 1.0,
-    is_fast: Callable[[str], bool] = is_fast_parameter,
+    lr_mults: Mapping[str, float] | None = None,
 ) -> list[dict]:
-    """Adam parameter groups over the trainable parameters: a base group and, if any, a ``fast_lr_mult`` group.
+    """Adam parameter groups from named parameter lists (e.g. ``CSDN.stage_parameters(stage)``).
 
-    Frozen parameters (``requires_grad=False``) are left out. Each group carries ``name`` ("base"/"fast") and
-    ``param_names`` for logging.
+    Args:
+        groups: group name -> parameters; frozen parameters (``requires_grad=False``) are left out and empty
+            groups dropped.
+        lr: base learning rate.
+        weight_decay: weight decay of every group.
+        lr_mults: group name -> learning-rate multiplier (default 1), e.g. ``{"heads": 2.0}`` in stage 3.
+
+    Returns:
+        A list of dicts with ``params``, ``lr``, ``weight_decay`` and ``name`` (the group name).
 
     Raises:
         ValueError: if no parameter is trainable.
     """
-    base: list[tuple[str, nn.Parameter]] = []
-    fast: list[tuple[str, nn.Parameter]] = []
-    for name, param in named_parameters:
-        if param.requires_grad:
-            (fast if fast_lr_mult != 1.0 and is_fast(name) else base).append((name, param))
-    groups = []
-    for label, members, group_lr in (("base", base, lr), ("fast", fast, lr * fast_lr_mult)):
-        if members:
-            groups.append(
-                {
-                    "params": [p for _, p in members],
-                    "param_names": [n for n, _ in members],
-                    "lr": group_lr,
-                    "weight_decay": weight_decay,
-                    "name": label,
-                }
-            )
-    if not groups:
+    lr_mults = dict(lr_mults or {})
+    unknown = sorted(set(lr_mults) - set(groups))
+    if unknown:
+        raise ValueError(f"lr_mults names unknown groups {unknown}; groups are {sorted(groups)}")
+    out = []
+    for name, params in groups.items():
+        trainable = [p for p in params if p.requires_grad]
+        if trainable:
+            out.append({"params": trainable, "lr": lr * lr_mults.get(name, 1.0), "weight_decay": weight_decay})
+            out[-1]["name"] = name
+    if not out:
         raise ValueError("no trainable parameters for this stage: every parameter has requires_grad=False")
-    return groups
+    return out
 
 
 def build_prompt_stage_optimizer(
-    named_parameters: Iterable[tuple[str, nn.Parameter]], cfg: PromptStageConfig
+    groups: Mapping[str, Iterable[nn.Parameter]], cfg: PromptStageConfig
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
     """Adam + warm-up/cosine schedule for stage 1 (prompt learners) or stage 2 (integrator)."""
-    optimizer = torch.optim.Adam(param_groups(named_parameters, cfg.lr, cfg.weight_decay))
+    optimizer = torch.optim.Adam(param_groups(groups, cfg.lr, cfg.weight_decay))
     lambdas = [
         WarmupCosine(g["lr"], max(cfg.epochs, 1), cfg.warmup_epochs, cfg.warmup_lr_init, cfg.lr_min)
         for g in optimizer.param_groups
@@ -141,9 +133,10 @@ def build_prompt_stage_optimizer(
 
 
 def build_image_stage_optimizer(
-    named_parameters: Iterable[tuple[str, nn.Parameter]], cfg: ImageStageConfig
+    groups: Mapping[str, Iterable[nn.Parameter]], cfg: ImageStageConfig, fast_groups: Iterable[str] = ("heads",)
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam (2x lr for classifiers and GeM p) + warm-up/multi-step schedule for stage 3."""
-    optimizer = torch.optim.Adam(param_groups(named_parameters, cfg.lr, cfg.weight_decay, cfg.fast_lr_mult))
+    """Adam + warm-up/multi-step schedule for stage 3; ``fast_groups`` (classifiers + GeM p) get ``fast_lr_mult``."""
+    mults = {name: cfg.fast_lr_mult for name in fast_groups if name in groups}
+    optimizer = torch.optim.Adam(param_groups(groups, cfg.lr, cfg.weight_decay, mults))
     rule = WarmupMultiStep(tuple(cfg.milestones), cfg.gamma, cfg.warmup_epochs, cfg.warmup_factor)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, rule)

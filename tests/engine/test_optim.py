@@ -26,7 +26,7 @@ def lrs_per_epoch(optimizer, scheduler, epochs):
 
 def test_prompt_stage_schedule_matches_official():
     param = nn.Parameter(torch.zeros(3))
-    optimizer, scheduler = build_prompt_stage_optimizer([("prompt.ctx", param)], PromptStageConfig())
+    optimizer, scheduler = build_prompt_stage_optimizer({"prompts": [param]}, PromptStageConfig())
     seen = [lrs[0] for lrs in lrs_per_epoch(optimizer, scheduler, 60)]
     # hand-computed anchors
     assert seen[0] == pytest.approx(1e-5)
@@ -39,19 +39,12 @@ def test_prompt_stage_schedule_matches_official():
 
 
 def test_image_stage_schedule_and_fast_groups():
-    model = nn.ModuleDict(
-        {
-            "backbone": nn.Linear(4, 4),
-            "classifier": nn.Linear(4, 3, bias=False),
-            "gem": nn.Module(),
-            "frozen": nn.Linear(2, 2),
-        }
-    )
-    model["gem"].p = nn.Parameter(torch.tensor(3.0))
-    model["frozen"].requires_grad_(False)
-    optimizer, scheduler = build_image_stage_optimizer(model.named_parameters(), ImageStageConfig())
-    names = {g["name"]: g["param_names"] for g in optimizer.param_groups}
-    assert names == {"base": ["backbone.weight", "backbone.bias"], "fast": ["classifier.weight", "gem.p"]}
+    backbone, classifier, gem_p = nn.Linear(4, 4), nn.Linear(4, 3, bias=False), nn.Parameter(torch.tensor(3.0))
+    frozen = nn.Parameter(torch.zeros(2), requires_grad=False)
+    groups = {"backbone": [*backbone.parameters(), frozen], "heads": [classifier.weight, gem_p]}
+    optimizer, scheduler = build_image_stage_optimizer(groups, ImageStageConfig())
+    assert [g["name"] for g in optimizer.param_groups] == ["backbone", "heads"]
+    assert [len(g["params"]) for g in optimizer.param_groups] == [2, 2]
     seen = lrs_per_epoch(optimizer, scheduler, 120)
     expected = {0: 3e-6, 5: 3e-4 * 0.505, 9: 3e-4 * (0.01 * 0.1 + 0.9), 10: 3e-4, 39: 3e-4, 40: 3e-5, 69: 3e-5}
     expected |= {70: 3e-6, 119: 3e-6}
@@ -63,12 +56,14 @@ def test_image_stage_schedule_and_fast_groups():
 
 def test_scheduler_state_is_plain_and_resumable():
     param = nn.Parameter(torch.zeros(1))
-    optimizer, scheduler = build_image_stage_optimizer([("w", param)], ImageStageConfig())
+    optimizer, scheduler = build_image_stage_optimizer({"backbone": [param]}, ImageStageConfig())
     for _ in range(12):
         optimizer.step()
         scheduler.step()
     state = scheduler.state_dict()
-    optimizer2, scheduler2 = build_image_stage_optimizer([("w", nn.Parameter(torch.zeros(1)))], ImageStageConfig())
+    optimizer2, scheduler2 = build_image_stage_optimizer(
+        {"backbone": [nn.Parameter(torch.zeros(1))]}, ImageStageConfig()
+    )
     scheduler2.load_state_dict(state)
     optimizer2.load_state_dict(optimizer.state_dict())
     assert scheduler2.last_epoch == 12 and optimizer2.param_groups[0]["lr"] == pytest.approx(3e-4)
@@ -77,4 +72,6 @@ def test_scheduler_state_is_plain_and_resumable():
 def test_no_trainable_parameters_is_an_error():
     frozen = nn.Parameter(torch.zeros(1), requires_grad=False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        param_groups([("w", frozen)], 1e-3, 0.0)
+        param_groups({"w": [frozen]}, 1e-3, 0.0)
+    with pytest.raises(ValueError, match="unknown groups"):
+        param_groups({"w": [nn.Parameter(torch.zeros(1))]}, 1e-3, 0.0, {"heads": 2.0})

@@ -12,5 +12,12 @@ from .model import ResidualAttentionBlock as ResidualAttentionBlock
 from .model import Transformer as Transformer
 from .model import VisionTransformer as VisionTransformer
 from .pos_embed import resize_pos_embed as resize_pos_embed
+from .pretrained import CACHE_ENV as CACHE_ENV
+from .pretrained import DownloadError as DownloadError
+from .pretrained import available_models as available_models
+from .pretrained import build_preprocess as build_preprocess
+from .pretrained import download as download
+from .pretrained import load as load
+from .pretrained import read_state_dict as read_state_dict
 from .tokenizer import SimpleTokenizer as SimpleTokenizer
 from .tokenizer import tokenize as tokenize

@@ -14,7 +14,9 @@ from .pos_embed import resize_pos_embed, square_grid, to_hw
 
 logger = logging.getLogger(__name__)
 
-_NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
+# Scalars OpenAI's TorchScript archives carry, and derived buffers a traced csdn CLIP carries (TorchScript
+# makes non-persistent buffers persistent); none of them are weights.
+_NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size", "transformer.attn_mask")
 
 #: Tiny but real-architecture configurations (CLIP constructor arguments). Heads are always inferred
 #: as ``width // 64`` (``32 * width // 64`` for the ResNet attention pool), as OpenAI's loader does.
@@ -117,7 +119,7 @@ def build_model(
     Args:
         state_dict: OpenAI CLIP state dict (any float dtype; copied to fp32, the input is not modified).
             The non-weight entries ``input_resolution``, ``context_length`` and ``vocab_size`` of OpenAI's
-            TorchScript archives are ignored.
+            TorchScript archives, and the causal mask ``transformer.attn_mask``, are ignored.
         image_size: Vision input ``(H, W)`` in pixels (or an int). None keeps the checkpoint's square size.
             When the token grid changes, the vision positional embedding is resized bilinearly
             (:func:`~csdn.clip.pos_embed.resize_pos_embed`).

@@ -1,0 +1,252 @@
+"""OpenAI CLIP checkpoints: names and URLs, a SHA-256-verified download cache, and ``load``.
+
+Cache directory: ``download_root`` if given, else the environment variable ``CSDN_CLIP_CACHE``, else
+``~/.cache/clip`` (the directory OpenAI's ``clip`` package uses, so its downloads are reused). Each URL
+carries the file's full SHA-256 as its second-to-last path component; cached files are checked against
+it before use and downloads are verified before they are moved into place.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .build import build_model
+from .model import CLIP
+from .pos_embed import to_hw
+from .tokenizer import file_sha256
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "CSDN_CLIP_CACHE"
+_BASE_URL = "https://openaipublic.azureedge.net/clip/models"
+_MODELS = {
+    "RN50": f"{_BASE_URL}/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+    "RN101": f"{_BASE_URL}/8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599/RN101.pt",
+    "RN50x4": f"{_BASE_URL}/7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd/RN50x4.pt",
+    "RN50x16": f"{_BASE_URL}/52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa/RN50x16.pt",
+    "RN50x64": f"{_BASE_URL}/be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c/RN50x64.pt",
+    "ViT-B/32": f"{_BASE_URL}/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    "ViT-B/16": f"{_BASE_URL}/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+    "ViT-L/14": f"{_BASE_URL}/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+    "ViT-L/14@336px": f"{_BASE_URL}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+}
+#: Per-channel RGB mean and std of OpenAI CLIP's training images (inputs in [0, 1]).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class DownloadError(RuntimeError):
+    """A checkpoint could not be downloaded and verified."""
+
+
+def available_models() -> list[str]:
+    """Names of the official OpenAI CLIP checkpoints that :func:`load` can download."""
+    return list(_MODELS)
+
+
+def model_url(name: str) -> str:
+    """URL of an official checkpoint.
+
+    Raises:
+        ValueError: If ``name`` is not one of :func:`available_models`.
+    """
+    if name not in _MODELS:
+        raise ValueError(f"Unknown CLIP model {name!r}. Valid names are {available_models()}")
+    return _MODELS[name]
+
+
+def url_sha256(url: str) -> str:
+    """The SHA-256 an OpenAI checkpoint URL carries as its second-to-last path component."""
+    return url.rstrip("/").split("/")[-2]
+
+
+def default_cache_dir() -> Path:
+    """``$CSDN_CLIP_CACHE`` if set, else ``~/.cache/clip`` (read at call time, never at import)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "clip").expanduser()
+
+
+def _fetch_verified(url: str, target: Path, sha256: str, progress: bool) -> None:
+    """Download ``url`` to a temp file next to ``target``, verify its full SHA-256, then rename atomically."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        # torch writes to its own ".partial" file and checks the hash before moving it to ``tmp``.
+        torch.hub.download_url_to_file(url, str(tmp), hash_prefix=sha256, progress=progress)
+        actual = file_sha256(tmp)
+        if actual != sha256:
+            raise DownloadError(f"downloaded file has SHA-256 {actual}, expected {sha256}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def download(
+    url: str,
+    root: str | os.PathLike | None = None,
+    sha256: str | None = None,
+    *,
+    retries: int = 3,
+    backoff_s: float = 2.0,
+    progress: bool = True,
+) -> Path:
+    """Return a verified local copy of ``url``, downloading it into the cache if needed.
+
+    A cached file with the wrong SHA-256 is reported and fetched again. Each attempt streams into a
+    temporary file in the cache directory that is renamed into place only after the full SHA-256 matched,
+    so an interrupted or corrupt transfer never leaves a file under the final name.
+
+    Args:
+        url: File URL.
+        root: Cache directory (default :func:`default_cache_dir`).
+        sha256: Expected hex SHA-256 (default: the URL's second-to-last path component).
+        retries: Download attempts before giving up.
+        backoff_s: Seconds to wait before attempt ``k + 1`` is ``backoff_s * k``.
+        progress: Show a progress bar.
+
+    Returns:
+        Path of the verified file, ``root / basename(url)``.
+
+    Raises:
+        DownloadError: If no attempt produced a file with the expected SHA-256; the message says where to
+            put a manually downloaded copy.
+    """
+    root = Path(root).expanduser() if root is not None else default_cache_dir()
+    sha256 = (sha256 or url_sha256(url)).lower()
+    target = root / url.rstrip("/").split("/")[-1]
+    if target.is_file():
+        actual = file_sha256(target)
+        if actual == sha256:
+            return target
+        logger.warning("cached file %s has SHA-256 %s, expected %s; downloading it again", target, actual, sha256)
+    root.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for attempt in range(1, max(retries, 1) + 1):
+        try:
+            _fetch_verified(url, target, sha256, progress)
+            return target
+        except (OSError, RuntimeError, http.client.HTTPException) as err:  # URLError is an OSError; bad hash: Runtime
+            errors.append(f"attempt {attempt}: {err}")
+            logger.warning("download of %s failed (attempt %d/%d): %s", url, attempt, retries, err)
+            if attempt < retries:
+                time.sleep(backoff_s * attempt)
+    raise DownloadError(
+        f"could not download {url} with SHA-256 {sha256} ({'; '.join(errors)}). If this machine is offline, "
+        f"download the file elsewhere and put it at {target} (or pass its local path, or set {CACHE_ENV})"
+    )
+
+
+def _is_torchscript(path: Path) -> bool:
+    """True for a TorchScript archive (a zip with ``constants.pkl`` and ``code/``), not a torch.save file."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = [n.split("/", 1)[-1] for n in archive.namelist()]
+    return "constants.pkl" in names and any(n.startswith("code/") for n in names)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a CLIP state dict from a TorchScript archive or a plain state-dict file, on the CPU.
+
+    Accepted: OpenAI's TorchScript archives (and any ``torch.jit.save``-d CLIP), ``torch.save(state_dict)``,
+    ``{"state_dict": state_dict}``; a ``module.`` prefix (from DataParallel/DDP) is stripped from every key.
+    Plain files are read with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file is neither a TorchScript archive nor a state dict of tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {path} does not exist")
+    hint = "expected an OpenAI CLIP TorchScript archive or a torch.save()-d state dict of tensors"
+    try:
+        if _is_torchscript(path):
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/... for foreign files
+        raise ValueError(f"could not read checkpoint {path}: {hint} ({type(err).__name__}: {err})") from err
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict; {hint}")
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def build_preprocess(image_size: int | tuple[int, int]) -> Callable[[Any], torch.Tensor]:
+    """Image transform for a CLIP of input size ``image_size`` (torchvision transforms v2).
+
+    Square sizes follow OpenAI (bicubic resize of the shorter side, centre crop); a non-square ``(H, W)``
+    resizes directly to ``(H, W)`` (person crops are not cropped). Output: float ``(3, H, W)`` normalised
+    with :data:`CLIP_MEAN` / :data:`CLIP_STD`. Accepts PIL images, tensors and numpy arrays (HWC).
+    """
+    from torchvision.transforms import InterpolationMode, v2
+
+    height, width = to_hw(image_size, "image_size")
+    square = height == width
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RGB(),
+            v2.Resize(height if square else (height, width), InterpolationMode.BICUBIC, antialias=True),
+            v2.CenterCrop((height, width)),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    )
+
+
+def load(
+    name_or_path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    jit: bool = False,
+    download_root: str | os.PathLike | None = None,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    last_stride: int | None = None,
+) -> tuple[CLIP, Callable[[Any], torch.Tensor]]:
+    """Load a CLIP by official name (downloaded and verified) or from a local checkpoint file.
+
+    Args:
+        name_or_path: One of :func:`available_models` or a path to a TorchScript archive / state dict. A
+            local path never touches the network.
+        device: Device of the returned model (fp32).
+        jit: Must be False. The eager model is always returned (OpenAI's archives were traced on CUDA with
+            fixed input sizes); TorchScript archives are still accepted, their weights are used.
+        download_root: Cache directory (default :func:`default_cache_dir`).
+        image_size: Vision input ``(H, W)``; see :func:`~csdn.clip.build.build_model`.
+        last_stride: ResNet layer4 stride; see :func:`~csdn.clip.build.build_model`.
+
+    Returns:
+        ``(model, preprocess)``: the eval-mode model and the matching image transform.
+
+    Raises:
+        NotImplementedError: If ``jit`` is True.
+        FileNotFoundError: If ``name_or_path`` is neither a known name nor an existing file.
+        ValueError: If the file is not a CLIP checkpoint.
+        DownloadError: If a download fails.
+    """
+    if jit:
+        raise NotImplementedError(
+            "jit=True is not supported: csdn.clip returns the eager model built from the checkpoint's weights "
+            "(same outputs); call torch.jit.script/trace on it yourself if you need TorchScript"
+        )
+    if str(name_or_path) in _MODELS:
+        path = download(_MODELS[str(name_or_path)], download_root)
+    elif Path(name_or_path).expanduser().is_file():
+        path = Path(name_or_path).expanduser()
+    else:
+        raise FileNotFoundError(
+            f"CLIP model {str(name_or_path)!r} not found: it is neither an available model {available_models()} "
+            "nor an existing checkpoint file"
+        )
+    model = build_model(read_state_dict(path), image_size=image_size, last_stride=last_stride).to(device)
+    return model, build_preprocess(model.image_size)

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import uuid
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -145,12 +146,12 @@ def download(
 
 
 def _is_torchscript(path: Path) -> bool:
-    """True for a TorchScript archive (a zip with ``constants.pkl`` and ``code/``), not a torch.save file."""
+    """True for a TorchScript archive (a zip with ``constants.pkl`` or ``code/``), not a torch.save file."""
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
         names = [n.split("/", 1)[-1] for n in archive.namelist()]
-    return "constants.pkl" in names and any(n.startswith("code/") for n in names)
+    return "constants.pkl" in names or any(n.startswith("code/") for n in names)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -170,7 +171,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     hint = "expected an OpenAI CLIP TorchScript archive or a torch.save()-d state dict of tensors"
     try:
         if _is_torchscript(path):
-            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+            with warnings.catch_warnings():  # torch >= 2.9 flags torch.jit as deprecated; the archives remain
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated", category=FutureWarning)
+                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/... for foreign files
         raise ValueError(f"could not read checkpoint {path}: {hint} ({type(err).__name__}: {err})") from err

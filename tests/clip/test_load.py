@@ -67,6 +67,7 @@ def test_plain_state_dict_files(tmp_path, wrap):
     assert preprocess(Image.new("RGB", (100, 80))).shape == (3, 224, 224)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:.*torch.jit.*deprecated:FutureWarning")
 @pytest.mark.parametrize("arch", ["RN", "ViT"])
 def test_torchscript_archive_round_trip(tmp_path, arch):
     original = build_model(tiny_state_dict(arch, seed=5))

@@ -4,12 +4,24 @@ synthetic look-alike datasets, channel augmentations, the cross-modality identit
 
 from .base import VIReIDDataset as VIReIDDataset
 from .llcm import LLCM as LLCM
+from .loaders import CrossModalityDataset as CrossModalityDataset
+from .loaders import ImageDataset as ImageDataset
+from .loaders import PairedSample as PairedSample
+from .loaders import concat_views as concat_views
+from .loaders import load_image as load_image
 from .regdb import RegDB as RegDB
 from .registry import DATASETS as DATASETS
 from .registry import detect_dataset as detect_dataset
 from .registry import open_dataset as open_dataset
+from .samplers import CrossModalityIdentitySampler as CrossModalityIdentitySampler
 from .samples import Modality as Modality
 from .samples import Sample as Sample
 from .samples import TestSplit as TestSplit
 from .samples import TrainSplit as TrainSplit
 from .sysu import SYSUMM01 as SYSUMM01
+from .transforms import ChannelAdapGray as ChannelAdapGray
+from .transforms import ChannelExchange as ChannelExchange
+from .transforms import ChannelRandomErasing as ChannelRandomErasing
+from .transforms import TrainTransforms as TrainTransforms
+from .transforms import build_test_transform as build_test_transform
+from .transforms import build_train_transforms as build_train_transforms

@@ -19,6 +19,10 @@ from .integrator import AddIntegrator as AddIntegrator
 from .integrator import SemanticIntegrator as SemanticIntegrator
 from .integrator import VisibleOnlyIntegrator as VisibleOnlyIntegrator
 from .integrator import build_integrator as build_integrator
+from .official import OfficialLoadReport as OfficialLoadReport
+from .official import convert_official_state_dict as convert_official_state_dict
+from .official import csdn_from_official as csdn_from_official
+from .official import load_official_checkpoint as load_official_checkpoint
 from .prompts import DEFAULT_TEMPLATE as DEFAULT_TEMPLATE
 from .prompts import ModalityPromptLearner as ModalityPromptLearner
 from .prompts import Prompts as Prompts

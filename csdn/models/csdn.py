@@ -95,6 +95,7 @@ class CSDN(nn.Module):
         last_stride: int = 1,
         stem_relu: str = "official",
         gem_p: float = 3.0,
+        gem_eps: float = 1e-6,
         n_ctx: int = 4,
         template: str = DEFAULT_TEMPLATE,
         shared_prompts: bool = False,
@@ -114,6 +115,7 @@ class CSDN(nn.Module):
             last_stride: ResNet layer4 stride (1 in CSDN); ignored for ViT checkpoints.
             stem_relu: ``"official"`` (single ReLU after bn3) or ``"clip"`` ResNet stems.
             gem_p: Initial GeM exponent.
+            gem_eps: GeM clamp.
             n_ctx: Learnable context tokens per identity.
             template: Prompt template with ``n_ctx`` ``X`` placeholders.
             shared_prompts: One prompt learner for both modalities (ablation) instead of one per modality.
@@ -137,7 +139,7 @@ class CSDN(nn.Module):
         if isinstance(integrator, str):
             integrator = build_integrator(integrator, embed_dim, integrator_dropout)
         model = cls(
-            build_image_encoder(clip_model.visual, stem_relu=stem_relu, gem_p=gem_p),
+            build_image_encoder(clip_model.visual, stem_relu=stem_relu, gem_p=gem_p, gem_eps=gem_eps),
             learners,
             TextEncoder(clip_model),
             integrator,

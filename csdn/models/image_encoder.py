@@ -212,19 +212,22 @@ class TwoStreamViT(TwoStreamEncoder):
         return self.pool_global(features) @ self.proj
 
 
-def build_image_encoder(visual: nn.Module, stem_relu: str = "official", gem_p: float = 3.0) -> TwoStreamEncoder:
+def build_image_encoder(
+    visual: nn.Module, stem_relu: str = "official", gem_p: float = 3.0, gem_eps: float = 1e-6
+) -> TwoStreamEncoder:
     """Wrap a CLIP vision tower (``clip_model.visual``) as a two-stream encoder.
 
     Args:
         visual: ``ModifiedResNet`` or ``VisionTransformer``.
         stem_relu: ResNet stem variant (``"official"``/``"clip"``); ignored for the ViT.
         gem_p: Initial GeM exponent (ResNet only).
+        gem_eps: GeM clamp (ResNet only).
 
     Returns:
         :class:`TwoStreamResNet` or :class:`TwoStreamViT`, sharing ``visual``'s trunk modules.
     """
     if isinstance(visual, ModifiedResNet):
-        return TwoStreamResNet(visual, stem_relu=stem_relu, gem_p=gem_p)
+        return TwoStreamResNet(visual, stem_relu=stem_relu, gem_p=gem_p, gem_eps=gem_eps)
     if isinstance(visual, VisionTransformer):
         return TwoStreamViT(visual)
     raise ValueError(f"visual must be a csdn.clip ModifiedResNet or VisionTransformer, got {type(visual).__name__}")

@@ -24,3 +24,27 @@ def test_detection_errors(tmp_path):
         detect_dataset(tmp_path)
     with pytest.raises(FileNotFoundError, match="not found"):
         detect_dataset(tmp_path / "missing")
+
+
+def test_aliases_and_describe(tmp_path):
+    from csdn.data.synthetic import make_llcm, make_sysu
+
+    sysu = make_sysu(tmp_path / "s", num_train_ids=2, num_val_ids=1, num_test_ids=2, images_per_cam=1)
+    assert isinstance(open_dataset("SYSU-MM01", sysu), SYSUMM01)
+    llcm = open_dataset("llcm", make_llcm(tmp_path / "l", num_train_ids=2, num_test_ids=2, images_per_cam=1))
+    text = llcm.describe()
+    assert "LLCM at" in text and "llcm infrared->visible" in text and "llcm visible->infrared" in text
+    stats = llcm.stats()
+    assert stats["train_ids"] == 2 and [row["setting"] for row in stats["test"]] == [
+        "llcm infrared->visible",
+        "llcm visible->infrared",
+    ]
+
+
+def test_modality_parse():
+    from csdn.data import Modality
+
+    assert Modality.parse("Visible") is Modality.VISIBLE and Modality.parse(Modality.INFRARED) is Modality.INFRARED
+    assert Modality.VISIBLE == "visible" and str(Modality.INFRARED) == "infrared"
+    with pytest.raises(ValueError, match="Unknown modality 'ir'. Valid values are 'visible', 'infrared'"):
+        Modality.parse("ir")

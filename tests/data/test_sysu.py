@@ -229,3 +229,12 @@ def test_bad_layouts_raise_one_clear_error(sysu_root, write_image, case, error, 
 def test_missing_root():
     with pytest.raises(FileNotFoundError, match="not found"):
         SYSUMM01("/nonexistent/sysu")
+
+
+def test_verify_images_false_skips_content_checks_only(sysu_root):
+    path = os.path.join(sysu_root, "cam2", "0012", "img_03.jpg")
+    open(path, "wb").write(b"\xff\xd8 truncated")
+    assert len(SYSUMM01(sysu_root, verify_images=False).test().query) == 8
+    open(os.path.join(sysu_root, "cam2", "0012", "x.txt"), "w").write("x")
+    with pytest.raises(ValueError, match="is not an image file"):
+        SYSUMM01(sysu_root, verify_images=False)

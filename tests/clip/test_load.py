@@ -28,6 +28,7 @@ def no_network(monkeypatch):
         raise AssertionError("a local path must never touch the network")
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
 
 
 def _features(model, seed=0):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from csdn.clip import build_model, infer_config, resize_pos_embed, tiny_state_dict
+from csdn.clip import CLIP, build_model, infer_config, resize_pos_embed, tiny_state_dict
 
 
 def test_infer_config_reads_the_architecture_from_shapes(rn_state_dict, vit_state_dict):
@@ -15,6 +15,21 @@ def test_infer_config_reads_the_architecture_from_shapes(rn_state_dict, vit_stat
     vit = infer_config(vit_state_dict)
     expected = {"vision_layers": 2, "vision_width": 64, "vision_patch_size": 16, "image_resolution": 224}
     assert {k: vit[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "vision, params",
+    [  # published totals of OpenAI's RN50 and ViT-B/16 (text tower: width 512, 12 layers, 8 heads)
+        (dict(embed_dim=1024, vision_layers=(3, 4, 6, 3), vision_width=64, vision_patch_size=None), 102_007_137),
+        (dict(embed_dim=512, vision_layers=12, vision_width=768, vision_patch_size=16), 149_620_737),
+    ],
+)
+def test_full_size_architectures_have_the_published_parameter_counts(vision, params):
+    text = dict(context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
+    with torch.device("meta"):  # shapes only, no memory
+        model = CLIP(image_resolution=224, **vision, **text)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert infer_config(model.state_dict()) == {"image_resolution": 224, **vision, **text}
 
 
 def test_last_stride_1_doubles_the_final_map(rn_state_dict):

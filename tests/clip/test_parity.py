@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from csdn.clip import build_model
+from csdn.clip import build_model, tiny_state_dict
 
 open_clip_model = pytest.importorskip("open_clip.model")
 
@@ -30,10 +30,13 @@ def _independent_resize(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tenso
     return torch.cat([pos[:1], spatial[0].permute(1, 2, 0).reshape(grid[0] * grid[1], -1)])
 
 
-@pytest.mark.parametrize("arch", ["rn", "vit"])
+@pytest.mark.parametrize("arch", ["rn", "vit", "vit-2-heads"])
 @torch.no_grad()
 def test_image_and_text_features_match_open_clip(arch, rn_state_dict, vit_state_dict, text_tokens):
-    state_dict = rn_state_dict if arch == "rn" else vit_state_dict
+    if arch == "vit-2-heads":  # widths 128: heads are inferred as width // 64 = 2 on both sides
+        state_dict = tiny_state_dict("ViT", seed=2, vision_width=128, transformer_width=128, vision_layers=1)
+    else:
+        state_dict = rn_state_dict if arch == "rn" else vit_state_dict
     ours, ref = build_model(state_dict), _open_clip(state_dict)
     x = _images(224, 224)
     img, img_ref = ours.encode_image(x), ref.encode_image(x)

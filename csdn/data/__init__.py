@@ -4,6 +4,7 @@ synthetic look-alike datasets, channel augmentations, the cross-modality identit
 
 from .base import VIReIDDataset as VIReIDDataset
 from .llcm import LLCM as LLCM
+from .loaders import CachedImageLoader as CachedImageLoader
 from .loaders import CrossModalityDataset as CrossModalityDataset
 from .loaders import ImageDataset as ImageDataset
 from .loaders import PairedSample as PairedSample

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from .samples import Sample, TrainSplit
 from .transforms import TrainTransforms, build_train_transforms
 
-__all__ = ["load_image", "ImageDataset", "PairedSample", "CrossModalityDataset", "concat_views"]
+__all__ = ["load_image", "CachedImageLoader", "ImageDataset", "PairedSample", "CrossModalityDataset", "concat_views"]
 
 
 def load_image(path: str | os.PathLike) -> PIL.Image.Image:
@@ -43,6 +43,44 @@ def load_image(path: str | os.PathLike) -> PIL.Image.Image:
         raise FileNotFoundError(f"Image {path} not found; was the dataset moved after the reader was built?") from None
     except (OSError, PIL.UnidentifiedImageError) as error:
         raise ValueError(f"Cannot decode image {path} ({error}); re-extract it from the dataset archive.") from error
+
+
+class CachedImageLoader:
+    """Optional in-memory cache of decoded, resized images (what the official ``.npy`` arrays held).
+
+    Calling it with a path returns the RGB image resized to ``(height, width)`` with antialiasing; results are
+    kept per ``(path, modification time, file size)``, so an edited or replaced source file is re-read. Use it as
+    the ``loader`` of :class:`ImageDataset` / :class:`CrossModalityDataset` (each DataLoader worker keeps its
+    own cache). The later ``Resize`` of the pipelines is then a no-op.
+
+    Args:
+        height: output height in pixels.
+        width: output width in pixels.
+        resample: PIL resampling filter (LANCZOS, as the official preprocessing).
+    """
+
+    def __init__(self, height: int = 288, width: int = 144, resample: int = PIL.Image.LANCZOS) -> None:
+        if min(height, width) < 1:
+            raise ValueError(f"Arguments height and width must be positive, got {height}x{width}.")
+        self.size = (width, height)
+        self.resample = resample
+        self._cache: dict[str, tuple[tuple[int, int], PIL.Image.Image]] = {}
+
+    def __call__(self, path: str | os.PathLike) -> PIL.Image.Image:
+        path = os.fspath(path)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"Image {path} not found; was the dataset moved?") from None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        hit = self._cache.get(path)
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, load_image(path).resize(self.size, self.resample))
+            self._cache[path] = hit
+        return hit[1].copy()
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
 
 class ImageDataset(Dataset):

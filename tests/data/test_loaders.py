@@ -73,3 +73,19 @@ def test_load_image_errors(tmp_path):
         load_image(bad)
     with pytest.raises(ValueError, match="Cannot decode image"):
         ImageDataset([Sample(os.fspath(bad), 1, 1, "visible")])[0]
+
+
+def test_cached_loader_resizes_and_invalidates(tmp_path):
+    from PIL import Image
+
+    from csdn.data.loaders import CachedImageLoader
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (10, 20), (255, 0, 0)).save(path)
+    loader = CachedImageLoader(8, 4)
+    first = loader(path)
+    assert first.size == (4, 8) and first.getpixel((0, 0)) == (255, 0, 0) and len(loader) == 1
+    assert loader(path).getpixel((0, 0)) == (255, 0, 0)
+    Image.new("RGB", (10, 20), (0, 0, 255)).save(path)
+    os.utime(path, ns=(1, 123456789))  # a changed source (mtime/size) is re-read
+    assert loader(path).getpixel((0, 0)) == (0, 0, 255)

@@ -152,6 +152,7 @@ class ModifiedResNet(nn.Module):
             raise ValueError(
                 f"ModifiedResNet input size {self.input_resolution} must be divisible by {total_stride} "
                 f"(last_stride={last_stride}); pick image_size as a multiple of {total_stride}"
+                + (" or use last_stride=1 (multiples of 16)" if last_stride == 2 else "")
             )
         self.output_dim = output_dim
         self.last_stride = last_stride

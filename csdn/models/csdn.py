@@ -286,14 +286,16 @@ class CSDN(nn.Module):
 
 
 def _as_clip(clip, image_size, last_stride, download_root) -> nn.Module:
-    """Return a CLIP model for ``from_clip``: as given, or built from a state dict / name / path."""
+    """Return a CLIP model for ``from_clip``: as given, or built from a state dict / local file / model name."""
     if isinstance(clip, nn.Module):
         return clip
     if isinstance(clip, Mapping):
         state = clip
-    else:
-        loaded, _ = clip_pkg.load(clip, device="cpu", download_root=download_root)
-        state = loaded.state_dict()
-    is_vit = "visual.proj" in state
-    stride = None if is_vit else last_stride
+    elif str(clip) not in clip_pkg.available_models() and os.path.isfile(clip):
+        state = clip_pkg.read_state_dict(clip)
+    else:  # an official name (downloaded, verified) or a path that does not exist (load explains)
+        stride = None if str(clip).startswith("ViT") else last_stride
+        model, _ = clip_pkg.load(clip, download_root=download_root, image_size=image_size, last_stride=stride)
+        return model
+    stride = None if "visual.proj" in state else last_stride
     return clip_pkg.build_model(state, image_size=image_size, last_stride=stride)

@@ -32,9 +32,11 @@ class GeM(nn.Module):
         self.eps = float(eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pool a feature map ``(B, C, H, W)`` to ``(B, C)``."""
-        p = self.p.to(x.dtype)
-        return x.clamp(min=self.eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+        """Pool a feature map ``(B, C, H, W)`` to ``(B, C)`` (in at least float32, returned in ``x``'s dtype)."""
+        dtype = torch.promote_types(x.dtype, torch.float32)  # fp16 would underflow in the power
+        p = self.p.to(dtype)
+        pooled = x.to(dtype).clamp(min=self.eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+        return pooled.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p.item():.4f}, eps={self.eps}, learnable={isinstance(self.p, nn.Parameter)}"

@@ -172,3 +172,32 @@ def test_cuda_forward_and_buffers_follow_the_module(rn_state, images):
     loss.backward()
     model.eval()
     assert model.encode_image(x, "infrared").shape == (4, 288)
+
+
+@pytest.mark.parametrize("arch", ["RN", "ViT"])
+def test_from_clip_local_checkpoint_file(arch, rn_state, vit_state, tmp_path):
+    path = tmp_path / f"tiny-{arch}.pt"
+    torch.save(rn_state if arch == "RN" else vit_state, path)
+    model = CSDN.from_clip(path, C, image_size=IMAGE_SIZE)
+    assert model.image_encoder.grid_size == (4, 2)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        CSDN.from_clip(tmp_path / "missing.pt", C)
+
+
+@pytest.mark.slow
+def test_rn50_sized_model_gives_the_paper_shapes():
+    """RN50 architecture (random weights) at 288x144: 18x9 map, 2048/1024-d features, 3072-d test embedding."""
+    from csdn.clip import tiny_state_dict
+
+    rn50 = tiny_state_dict(
+        "RN", embed_dim=1024, vision_layers=(3, 4, 6, 3), vision_width=64, transformer_width=512, transformer_layers=12
+    )
+    model = CSDN.from_clip(rn50, 395).eval()
+    assert model.image_encoder.grid_size == (18, 9)
+    assert model.image_encoder.attnpool.positional_embedding.shape == (163, 2048)
+    assert sum(p.numel() for p in model.stage_parameters(1)["prompts"]) == 2 * 395 * 4 * 512
+    with torch.no_grad():
+        x = torch.randn(2, 3, 288, 144)
+        assert model.image_encoder.forward_features(x, "visible").shape == (2, 2048, 18, 9)
+        assert model.encode_image(x, "infrared").shape == (2, 3072)
+        assert model.fused_text_features(torch.tensor([0, 394])).shape == (2, 1024)

@@ -87,7 +87,14 @@ class ModalitySeparationLoss(nn.Module):
         cross = (pairwise_euclidean(own, other) * same_cross).sum(dim=1) / count
         return (cross - intra).pow(2).mean()
 
-    def _check(self, visible, infrared, visible_labels, infrared_labels) -> None:
+    def _check(
+        self,
+        visible: torch.Tensor,
+        infrared: torch.Tensor,
+        visible_labels: torch.Tensor,
+        infrared_labels: torch.Tensor,
+    ) -> None:
+        """Raise ValueError for inconsistent shapes or too few rows (see :meth:`forward`)."""
         if visible.dim() != 2 or infrared.dim() != 2 or visible.shape[1] != infrared.shape[1]:
             raise ValueError(
                 f"visible and infrared must be (Nv, D) and (Nr, D) with the same D, got {tuple(visible.shape)} "

@@ -93,11 +93,13 @@ class HSEHead(nn.Module):
         super().__init__()
         self.register_buffer("text_bank", torch.zeros(num_classes, dim))
         self.register_buffer("text_bank_ready", torch.zeros((), dtype=torch.bool))
+        self._ready = False  # host-side copy of text_bank_ready: no device sync in forward
+        self.register_load_state_dict_post_hook(_sync_ready_flag)
 
     @property
     def is_ready(self) -> bool:
         """Whether :meth:`set_text_bank` has been called (also restored by ``load_state_dict``)."""
-        return bool(self.text_bank_ready)
+        return self._ready
 
     @torch.no_grad()
     def set_text_bank(self, text_features: torch.Tensor) -> None:
@@ -113,6 +115,7 @@ class HSEHead(nn.Module):
             )
         self.text_bank.copy_(text_features)
         self.text_bank_ready.fill_(True)
+        self._ready = True
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
         """Map image features ``(B, D)`` to identity logits ``(B, C)``.
@@ -125,3 +128,8 @@ class HSEHead(nn.Module):
                 "HSEHead text bank is not set: call CSDN.refresh_text_bank() (or HSEHead.set_text_bank) after stage 2"
             )
         return F.linear(image_features, self.text_bank.to(image_features.dtype))
+
+
+def _sync_ready_flag(module: HSEHead, incompatible_keys) -> None:
+    """``load_state_dict`` post-hook: refresh the host-side ready flag from the loaded buffer."""
+    module._ready = bool(module.text_bank_ready)

@@ -52,7 +52,16 @@ class ResNetStem(nn.Module):
             were trained with); ``"clip"`` applies a ReLU after each BN, as CLIP does.
     """
 
-    def __init__(self, conv1, bn1, conv2, bn2, conv3, bn3, relu: str = "official") -> None:
+    def __init__(
+        self,
+        conv1: nn.Conv2d,
+        bn1: nn.BatchNorm2d,
+        conv2: nn.Conv2d,
+        bn2: nn.BatchNorm2d,
+        conv3: nn.Conv2d,
+        bn3: nn.BatchNorm2d,
+        relu: str = "official",
+    ) -> None:
         super().__init__()
         if relu not in ("official", "clip"):
             raise ValueError(f"Unknown value {relu!r} for argument relu. Valid values are ['clip', 'official']")

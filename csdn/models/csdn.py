@@ -49,6 +49,24 @@ class CSDN(nn.Module):
     Built from explicit components (use :meth:`from_clip` to build them from a CLIP checkpoint); every entry point
     is a named method, so ``forward`` is just :meth:`image_features`.
 
+    Training recipe (what ``csdn.engine`` does)::
+
+        model = CSDN.from_clip("RN50", num_classes)                 # 288x144, layer4 stride 1
+        # stage 1: prompts vs cached image features
+        feats = model.clip_image_features(images, "visible")        # (B, 1024), under no_grad
+        groups = model.freeze_for_stage(1)                          # {"prompts": [...]}
+        t_vis, t_ir = model.text_features(y, "visible"), model.text_features(y, "infrared")
+        # stage 2: integrator
+        groups = model.freeze_for_stage(2)                          # {"integrator": [...]}
+        t = model.fused_text_features(y)
+        # stage 3: image side
+        model.refresh_text_bank()                                   # fixed (C, 1024) HSE bank
+        groups = model.freeze_for_stage(3)                          # {"backbone": [...], "heads": [...] (2x lr)}
+        out = model.joint_image_features(visible, infrared)         # ImageFeatures(f_g, f_p, logits_g, logits_p)
+        hse = model.hse_logits(out.f_p)                             # (B, C)
+        # test
+        emb = model.eval().encode_image(images, "infrared")         # (B, 3072)
+
     Args:
         image_encoder: Two-stream image encoder (:class:`~csdn.models.image_encoder.TwoStreamEncoder`).
         prompt_learners: ``{"visible": ..., "infrared": ...}`` prompt learners, or ``{"shared": ...}`` for one

@@ -1,0 +1,21 @@
+import pytest
+import torch
+
+from csdn.clip import tiny_state_dict
+from csdn.models import CSDN
+
+IMAGE_SIZE = (64, 32)  # tiny analogue of 288x144
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A random tiny CSDN in eval mode whose BN running statistics are not the defaults (so BN matters)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CSDN.from_clip(tiny_state_dict("RN", seed=0), 5, image_size=IMAGE_SIZE)
+    gen = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1, generator=gen)
+            module.running_var.uniform_(0.5, 1.5, generator=gen)
+    return model.eval()

@@ -1,7 +1,9 @@
 """Evaluation: exact VI-ReID metrics, distances with k-reciprocal re-ranking, and a full-protocol evaluator."""
 
+from .distance import distance as distance
 from .metrics import EvaluationResult as EvaluationResult
 from .metrics import evaluate as evaluate
 from .protocols import PROTOCOLS as PROTOCOLS
 from .protocols import Protocol as Protocol
 from .protocols import get_protocol as get_protocol
+from .rerank import re_ranking as re_ranking

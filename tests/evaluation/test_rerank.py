@@ -1,0 +1,62 @@
+"""re_ranking vs a dense numpy re-implementation of the standard k-reciprocal algorithm (conftest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from csdn.evaluation.rerank import re_ranking
+
+
+def _dists(nq, ng, dim=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(max(2, (nq + ng) // 6), dim))
+    feats = centers[rng.integers(0, len(centers), nq + ng)] + 0.4 * rng.normal(size=(nq + ng, dim))
+    d = np.sqrt(((feats[:, None] - feats[None]) ** 2).sum(-1))
+    return d[:nq, nq:], d[:nq, :nq], d[nq:, nq:]
+
+
+@pytest.mark.parametrize(
+    "nq,ng,k1,k2,lam",
+    [
+        (12, 40, 20, 6, 0.3),  # paper defaults
+        (10, 35, 20, 1, 0.3),  # no local query expansion
+        (10, 35, 20, 6, 0.0),  # Jaccard only
+        (3, 5, 20, 6, 0.3),  # fewer items than k1
+        (8, 30, 5, 3, 0.5),  # odd k1: round(2.5) = 2
+        (8, 30, 3, 2, 1.0),  # original distance only
+    ],
+)
+def test_matches_dense_reference(nq, ng, k1, k2, lam, dense_rerank):
+    q_g, q_q, g_g = _dists(nq, ng, seed=nq + ng + k1)
+    expected = dense_rerank(q_g, q_q, g_g, k1, k2, lam)
+    got = re_ranking(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lam)
+    assert got.dtype == np.float32 and got.shape == (nq, ng)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_small_blocks_torch_sparse_path_and_float32_input(monkeypatch, dense_rerank):
+    q_g, q_q, g_g = _dists(9, 31, seed=4)
+    expected = dense_rerank(q_g, q_q, g_g)
+    monkeypatch.setattr("csdn.evaluation.rerank._BLOCK_ELEMENTS", 50)
+    monkeypatch.setattr("csdn.evaluation.rerank._PAIR_BUDGET", 40)
+    monkeypatch.setattr("csdn.evaluation.rerank._SCIPY_ON_CPU", False)  # the torch.sparse path GPUs take
+    got = re_ranking(*(torch.from_numpy(x).float() for x in (q_g, q_q, g_g)))
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_errors():
+    q_g, q_q, g_g = _dists(3, 4)
+    with pytest.raises(ValueError, match="g_g_dist must have shape"):
+        re_ranking(q_g, q_q, g_g[:3])
+    with pytest.raises(ValueError, match="k1 must be a positive integer"):
+        re_ranking(q_g, q_q, g_g, k1=0)
+    with pytest.raises(ValueError, match="lambda_value must be a number in"):
+        re_ranking(q_g, q_q, g_g, lambda_value=2)
+    bad = q_q.copy()
+    bad[0, 1] = np.nan
+    with pytest.raises(ValueError, match="q_q_dist contains NaN"):
+        re_ranking(q_g, bad, g_g)
+    with pytest.raises(ValueError, match="non-empty 2-D"):
+        re_ranking(np.zeros((0, 3)), np.zeros((0, 0)), g_g[:3, :3])

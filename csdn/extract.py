@@ -34,7 +34,7 @@ from .data.transforms import build_test_transform
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeatureExtractor", "IMAGE_EXTENSIONS", "encode_with_flip", "list_images", "load_model"]
+__all__ = ["FeatureExtractor", "IMAGE_EXTENSIONS", "check_image_size", "encode_with_flip", "list_images", "load_model"]
 
 #: File extensions :func:`list_images` treats as images (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -117,7 +117,8 @@ def encode_with_flip(model: nn.Module, images: torch.Tensor, modality: str, flip
     return torch.cat([features, model.encode_image(images.flip(-1), modality)], dim=1)
 
 
-def _check_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+def check_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """Return ``image_size`` as ``(H, W)`` (an int means square) or raise ValueError naming the argument."""
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
         raise ValueError(f"image_size must be a positive int or (height, width), got {image_size!r}")
@@ -240,7 +241,7 @@ class FeatureExtractor:
             raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
         self.modality = Modality.parse(modality).value
         self.model, trained_size = load_model(checkpoint_or_model, device)
-        self.image_size = _check_size(image_size or trained_size or (288, 144))
+        self.image_size = check_image_size(image_size or trained_size or (288, 144))
         self.batch_size, self.flip, self.num_workers = batch_size, bool(flip), num_workers
         self.autocast_dtype = autocast_dtype
         self.transform = build_test_transform(*self.image_size)

@@ -19,3 +19,18 @@ def tiny_model():
             module.running_mean.normal_(0, 0.1, generator=gen)
             module.running_var.uniform_(0.5, 1.5, generator=gen)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A `csdn train`-format checkpoint of a tiny random CSDN trained at 48x32, and the model it holds (eval)."""
+    from csdn.engine.checkpoint import save_checkpoint
+    from csdn.engine.config import TrainConfig, config_to_dict
+    from csdn.engine.modeling import build_model
+
+    cfg = TrainConfig()
+    cfg.model.clip, cfg.data.height, cfg.data.width = "tiny-RN", 48, 32
+    model = build_model(cfg, num_classes=3)
+    path = tmp_path_factory.mktemp("ckpt") / "final.pt"
+    save_checkpoint({"model": model.state_dict(), "config": config_to_dict(cfg), "num_classes": 3}, path)
+    return path, model.eval()

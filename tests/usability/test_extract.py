@@ -96,20 +96,10 @@ def test_train_mode_is_restored_and_eval_mode_used(tiny_model, arrays, expected)
     torch.testing.assert_close(out, refs["visible"], atol=1e-5, rtol=1e-5)
 
 
-def test_checkpoint_path_uses_the_training_image_size(tmp_path, arrays):
-    from csdn.engine.checkpoint import save_checkpoint
-    from csdn.engine.config import TrainConfig, config_to_dict
-    from csdn.engine.modeling import build_model
-
-    cfg = TrainConfig()
-    cfg.model.clip, cfg.data.height, cfg.data.width = "tiny-RN", 48, 32
-    model = build_model(cfg, num_classes=3)
-    path = save_checkpoint(
-        {"model": model.state_dict(), "config": config_to_dict(cfg), "num_classes": 3}, tmp_path / "final.pt"
-    )
+def test_checkpoint_path_uses_the_training_image_size(tiny_checkpoint, arrays):
+    path, model = tiny_checkpoint
     extractor = FeatureExtractor(path, modality="infrared")
     assert extractor.image_size == (48, 32) and extractor.device == torch.device("cpu")
-    model.eval()
     x = torch.stack([_reference(a, 48, 32) for a in arrays])
     with torch.no_grad():
         torch.testing.assert_close(extractor(arrays), model.encode_image(x, "infrared"), atol=1e-5, rtol=1e-5)

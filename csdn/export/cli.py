@@ -1,0 +1,72 @@
+"""``csdn export``: the command-line front end of :func:`csdn.export.export_onnx`, for ``csdn/cli.py`` to mount.
+
+``csdn/cli.py`` wires it with::
+
+    from csdn.export import add_export_parser
+    add_export_parser(subparsers)          # adds the "export" sub-command, sets args.func = run_export
+    ...
+    return args.func(args)                 # user errors raise ValueError / FileNotFoundError / ImportError
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+__all__ = ["add_export_parser", "run_export"]
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE = "csdn export --checkpoint runs/sysu/checkpoints/final.pt --modality infrared --out ir_encoder.onnx"
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``export`` sub-command to ``subparsers`` (from ``parser.add_subparsers()``); returns its parser.
+
+    The parser sets ``func=run_export``, so the CLI's dispatcher can call ``args.func(args)``.
+    """
+    parser = subparsers.add_parser(
+        "export",
+        help="export one modality's image encoder to ONNX (needs the 'onnx' extra)",
+        description="Export the image encoder of one modality of a trained CSDN checkpoint to ONNX with a dynamic "
+        "batch dimension. Input: preprocessed images (batch, 3, H, W); output: embeddings (batch, D).",
+        epilog=f"example: {EXAMPLE}",
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by `csdn train` (e.g. final.pt)")
+    parser.add_argument("--modality", required=True, choices=["visible", "infrared"], help="whose stem to export")
+    parser.add_argument("--out", required=True, help="destination .onnx file (written atomically)")
+    parser.add_argument(
+        "--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+        help="input size (default: the checkpoint's training size)",
+    )  # fmt: skip
+    parser.add_argument("--flip", action="store_true", help="bake flip test-time augmentation into the graph (2D)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--legacy", action="store_true", help="use the TorchScript exporter instead of torch.export")
+    parser.add_argument("--verify", action="store_true", help="compare onnxruntime with torch on a random batch")
+    parser.set_defaults(func=run_export)
+    return parser
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Run ``csdn export`` from parsed arguments; returns the exit code (0).
+
+    Raises:
+        FileNotFoundError, ValueError: for user mistakes (missing checkpoint, not a csdn checkpoint).
+        ImportError: when the ``onnx`` extra is not installed (the message names it).
+        RuntimeError: when ``--verify`` finds onnxruntime and torch disagree by more than 1e-4.
+    """
+    from ..extract import load_model
+    from .onnx_export import export_onnx, verify_onnx
+
+    model, trained_size = load_model(args.checkpoint)
+    size = tuple(args.image_size) if args.image_size else trained_size
+    path = export_onnx(
+        model, args.out, args.modality, image_size=size, flip=args.flip, opset=args.opset, dynamo=not args.legacy
+    )
+    print(f"wrote {path} ({args.modality} image encoder, input (batch, 3, {size[0]}, {size[1]}))")
+    if args.verify:
+        diff = verify_onnx(path, model, args.modality, flip=args.flip)
+        if diff > 1e-4:
+            raise RuntimeError(f"onnxruntime and torch differ by {diff:.2e} (> 1e-4) on a random batch")
+        print(f"verified with onnxruntime: max |onnx - torch| = {diff:.2e}")
+    return 0

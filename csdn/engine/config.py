@@ -104,7 +104,6 @@ class ImageStageConfig:
     lambda2: float = 0.05  # weight of the HSE CE of visible view 1 against the fused text bank
     lambda3: float = 0.1  # weight of the HSE CE of the infrared images against the fused text bank
     label_smoothing: float = 0.0  # label smoothing of the identity CE (0 = plain CE, official)
-    msel_num_pos: int = 3  # MSEL: number of largest same-modality same-ID distances averaged (official: 3)
 
 
 @dataclass
@@ -123,7 +122,7 @@ class RuntimeConfig:
     device: str = "auto"  # "auto" (cuda:LOCAL_RANK if available else cpu), "cpu", "cuda", "cuda:1", ...
     seed: int = 1  # seed of every random generator the run creates
     deterministic: bool = False  # torch.use_deterministic_algorithms(True) (+ cuDNN determinism)
-    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast precision for stage-3 forward passes
+    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast precision of the forward passes (fp16 adds a GradScaler)
     channels_last: bool = False  # use channels_last memory format for the image side
     grad_clip_norm: float = 0.0  # clip the global gradient norm to this value (0 = off)
     checkpoint_every: int = 1  # save checkpoints/last.pt every N epochs (and always at the end of a stage)

@@ -1,0 +1,134 @@
+"""Training inputs: the frozen image-feature bank of stages 1-2 and the stage-3 paired data loader."""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.loaders import CrossModalityDataset, ImageDataset
+from ..data.samplers import CrossModalityIdentitySampler
+from ..data.samples import Sample, TrainSplit
+from ..data.transforms import build_test_transform, build_train_transforms
+from .config import DataConfig, TrainConfig
+from .distributed import DistInfo
+
+__all__ = ["FeatureBank", "extract_features", "extract_feature_bank", "image_stage_loader"]
+
+logger = logging.getLogger(__name__)
+
+
+class FeatureBank(NamedTuple):
+    """Frozen CLIP-space image features of every training image (CPU, float32).
+
+    Attributes:
+        visible: (Nv, D) features of ``train.visible`` in order.
+        visible_labels: (Nv,) their labels.
+        infrared: (Ni, D) features of ``train.infrared`` in order.
+        infrared_labels: (Ni,) their labels.
+    """
+
+    visible: torch.Tensor
+    visible_labels: torch.Tensor
+    infrared: torch.Tensor
+    infrared_labels: torch.Tensor
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    samples: list[Sample],
+    modality: str,
+    data: DataConfig,
+    device: torch.device,
+    *,
+    train_bn: bool = False,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    channels_last: bool = False,
+    amp: str = "none",
+) -> torch.Tensor:
+    """Attention-pool features ``model.clip_image_features`` of ``samples`` with the test transform -> (N, D).
+
+    Args:
+        model: the CSDN model.
+        samples: images of one modality.
+        modality: ``"visible"`` or ``"infrared"`` (selects the stem).
+        data: image size, workers and default batch size.
+        device: where the model runs.
+        train_bn: run with BatchNorm in train mode (the official quirk: batch statistics, running stats updated);
+            the images are then visited in a random order drawn from ``generator``.
+        batch_size: images per forward pass (default ``data.extract_batch_size``).
+        generator: draws the visiting order when ``train_bn`` (never touched otherwise).
+        channels_last: feed images in channels_last memory format.
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast.
+
+    Returns:
+        CPU float32 tensor ``(len(samples), D)`` in the order of ``samples``.
+    """
+    order = torch.randperm(len(samples), generator=generator) if train_bn else torch.arange(len(samples))
+    dataset = ImageDataset([samples[i] for i in order.tolist()], build_test_transform(data.height, data.width))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size or data.extract_batch_size,
+        shuffle=False,
+        num_workers=data.num_workers,
+        generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched (worker seeds unused)
+    )
+    was_training = model.training
+    model.train(train_bn)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    chunks = []
+    try:
+        for images, *_ in loader:
+            images = images.to(device, memory_format=memory, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                chunks.append(model.clip_image_features(images, modality).float().cpu())
+    finally:
+        model.train(was_training)
+    features = torch.cat(chunks)
+    return torch.empty_like(features).index_copy_(0, order, features)
+
+
+def extract_feature_bank(
+    model: nn.Module, train: TrainSplit, data: DataConfig, device: torch.device, **kwargs
+) -> FeatureBank:
+    """:func:`extract_features` for both modalities of ``train`` (keyword arguments are passed on)."""
+    logger.info("extracting frozen image features: %d visible, %d infrared", len(train.visible), len(train.infrared))
+    visible = extract_features(model, train.visible, "visible", data, device, **kwargs)
+    infrared = extract_features(model, train.infrared, "infrared", data, device, **kwargs)
+    return FeatureBank(
+        visible,
+        torch.tensor([s.label for s in train.visible], dtype=torch.long),
+        infrared,
+        torch.tensor([s.label for s in train.infrared], dtype=torch.long),
+    )
+
+
+def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, generator: torch.Generator) -> DataLoader:
+    """Stage-3 loader: collated :class:`csdn.data.loaders.PairedSample` batches of P x K identity-aligned pairs.
+
+    The sampler draws identities from ``(seed, epoch)`` (call ``loader.sampler.set_epoch``); ``generator`` seeds
+    the workers' augmentation streams, so a resumed run replays the same augmentations.
+    """
+    d, s3 = cfg.data, cfg.stage3
+    transforms = build_train_transforms(
+        d.height, d.width, padding=d.pad, erasing_p=d.erasing_p, gray=d.exchange_gray, adapgray_p=d.adap_gray_p
+    )
+    sampler = CrossModalityIdentitySampler.from_split(
+        train, s3.num_ids, s3.num_pos, seed=cfg.runtime.seed, num_replicas=dist.world_size, rank=dist.rank
+    )
+    return DataLoader(
+        CrossModalityDataset(train, transforms),
+        batch_size=sampler.batch_size,
+        sampler=sampler,
+        num_workers=d.num_workers,
+        generator=generator,
+        drop_last=True,
+        pin_memory=False,
+        persistent_workers=False,
+    )

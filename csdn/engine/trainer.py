@@ -1,0 +1,414 @@
+"""The three-stage CSDN trainer: resumable, distributed-ready, with NaN guards, AMP and JSON-lines metrics.
+
+A run folder (``cfg.runtime.output_dir``) holds ``config.yaml`` (or ``.json`` without PyYAML), ``run.json``
+(seed, versions, git commit), ``metrics.jsonl`` and ``checkpoints/``: ``last.pt`` (overwritten atomically at
+every checkpoint, everything needed to resume) and ``final.pt`` (the model after the last epoch; CSDN never
+selects a model on the test set).
+
+Example:
+    >>> trainer = Trainer(cfg, model, dataset.train, evaluate=my_eval_fn)
+    >>> final_checkpoint = trainer.fit(resume=True)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.loaders import concat_views
+from ..data.samples import TrainSplit
+from ..losses import SupConLoss
+from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .config import TrainConfig, config_from_dict, config_to_dict, save_config
+from .distributed import DistInfo, all_reduce_mean, barrier, dist_info_from_env, resolve_device
+from .inputs import FeatureBank, extract_feature_bank, image_stage_loader
+from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
+from .presets import stages_to_run
+from .stages import (
+    ImageStageLoss,
+    ImageStep,
+    IntegratorStep,
+    PromptStep,
+    compute_text_banks,
+    paired_batches,
+    shuffled_batches,
+    supcon_both_ways,
+)
+from .tracking import MetricsLogger, progress, run_provenance
+
+__all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback"]
+
+logger = logging.getLogger(__name__)
+
+#: ``evaluate(model, trials) -> {"rank1": ..., "mAP": ...}``; ``trials`` = number of gallery trials to average.
+EvaluateFn = Callable[[nn.Module, int], Mapping[str, float]]
+#: Called after every epoch (after its checkpoint): ``callback(trainer, stage, epoch)``.
+EpochCallback = Callable[["Trainer", int, int], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss became NaN or infinite; the run stopped and the last good checkpoint is untouched."""
+
+
+class _Meter:
+    """Running means of named scalars (synchronised once per epoch across ranks)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def update(self, values: Mapping[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: float(all_reduce_mean(torch.tensor(v / max(self.count, 1)))) for k, v in self.sums.items()}
+
+
+class Trainer:
+    """Runs the CSDN stages a configuration asks for (see :func:`csdn.engine.presets.stages_to_run`).
+
+    Args:
+        cfg: the run configuration.
+        model: a :class:`csdn.models.CSDN` (moved to the run's device).
+        train: the training split (``dataset.train``).
+        evaluate: optional periodic evaluation ``evaluate(model, trials)`` run on rank 0 every
+            ``cfg.runtime.eval_every`` stage-3 epochs (the trainer never imports the evaluator).
+        callbacks: called after each epoch as ``callback(trainer, stage, epoch)``.
+        dist_info: the process's rank/world size (default: read from the ``torchrun`` environment).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: nn.Module,
+        train: TrainSplit,
+        *,
+        evaluate: EvaluateFn | None = None,
+        callbacks: Sequence[EpochCallback] = (),
+        dist_info: DistInfo | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.dist = dist_info or dist_info_from_env()
+        self.device = resolve_device(cfg.runtime.device, self.dist)
+        self.model = model.to(self.device)
+        if cfg.runtime.channels_last:
+            self.model.image_encoder.to(memory_format=torch.channels_last)
+        self.train_split = train
+        self.evaluate = evaluate
+        self.callbacks = list(callbacks)
+        self.output_dir = Path(cfg.runtime.output_dir)
+        self.checkpoint_path = self.output_dir / "checkpoints" / "last.pt"
+        self.final_path = self.output_dir / "checkpoints" / "final.pt"
+        seed = cfg.runtime.seed
+        self.generators = {
+            "order": torch.Generator().manual_seed(seed),
+            "loader": torch.Generator().manual_seed(seed + 1),
+        }
+        self.metrics = MetricsLogger(
+            self.output_dir / "metrics.jsonl" if self.dist.is_main else None,
+            self.output_dir / "tensorboard" if cfg.runtime.tensorboard else None,
+        )
+        self.text_banks: dict[str, torch.Tensor] | None = None
+        self._features: FeatureBank | None = None
+
+    # --------------------------------------------------------------------------------------------- public API
+    def fit(self, resume: bool = False) -> Path:
+        """Train every stage to the end and return the path of ``checkpoints/final.pt``.
+
+        Args:
+            resume: continue from ``checkpoints/last.pt`` of the output folder (the same configuration is
+                required); without it, a folder that already holds a checkpoint is refused.
+
+        Raises:
+            FileNotFoundError: ``resume`` without a checkpoint.
+            ValueError: an existing checkpoint without ``resume``, or a checkpoint of another configuration.
+            NonFiniteLossError: a loss became NaN/inf (``last.pt`` keeps the last good state).
+        """
+        state = self._load_resume_state() if resume else None
+        if state is None:
+            self._start_fresh()
+        self._configure_determinism()
+        for stage in stages_to_run(self.cfg):
+            if state is not None and stage < state["stage"]:
+                continue
+            self._run_stage(stage, state if state is not None and stage == state["stage"] else None)
+            state = None
+        if self.dist.is_main:
+            save_checkpoint(self._final_state(), self.final_path)
+            logger.info("training finished; final model: %s", self.final_path)
+        barrier()
+        self.metrics.close()
+        return self.final_path
+
+    # ------------------------------------------------------------------------------------------ run folder
+    def _start_fresh(self) -> None:
+        if self.checkpoint_path.exists():
+            raise ValueError(
+                f"{self.output_dir} already holds a checkpoint ({self.checkpoint_path}); pass resume=True "
+                "(--resume) to continue it, or choose another runtime.output_dir"
+            )
+        if self.dist.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                save_config(self.cfg, self.output_dir / "config.yaml")
+            except ValueError:  # PyYAML missing
+                save_config(self.cfg, self.output_dir / "config.json")
+            provenance = run_provenance(self.cfg.runtime.seed)
+            (self.output_dir / "run.json").write_text(json.dumps(provenance, indent=2) + "\n")
+            logger.info("run %s: %s", self.output_dir, provenance)
+        seed = self.cfg.runtime.seed + self.dist.rank  # ranks draw different augmentations
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+    def _configure_determinism(self) -> None:
+        if self.cfg.runtime.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+
+    def _load_resume_state(self) -> dict[str, Any]:
+        if not self.checkpoint_path.exists():
+            raise FileNotFoundError(
+                f"nothing to resume: {self.checkpoint_path} does not exist (run without --resume to start)"
+            )
+        state = load_checkpoint(self.checkpoint_path, map_location="cpu")
+        saved, current = state["config"], config_to_dict(self.cfg)
+        diffs = [
+            f"{section}.{key}: {saved[section].get(key)!r} -> {value!r}"
+            for section, values in current.items()
+            if section != "runtime"
+            for key, value in values.items()
+            if saved.get(section, {}).get(key) != value
+        ]
+        if diffs:
+            raise ValueError(
+                f"cannot resume {self.checkpoint_path} with a different configuration ({'; '.join(diffs[:5])}); "
+                "use the original config or a new runtime.output_dir"
+            )
+        self.model.load_state_dict(state["model"])
+        stage, epoch = state["stage"], state["epoch"]
+        if epoch >= self._stage_cfg(stage).epochs:  # the stage was complete: resume at the next one
+            restore_rng_state(state["rng"], self.generators)
+            following = [s for s in stages_to_run(self.cfg) if s > stage]
+            return {"stage": following[0] if following else 4, "epoch": 0, "fresh": True}
+        logger.info("resuming %s at stage %d, epoch %d", self.checkpoint_path, stage, epoch)
+        return state
+
+    def _stage_cfg(self, stage: int) -> Any:
+        return {1: self.cfg.stage1, 2: self.cfg.stage2, 3: self.cfg.stage3}[stage]
+
+    # ---------------------------------------------------------------------------------------------- stages
+    def _run_stage(self, stage: int, resume: dict[str, Any] | None) -> None:
+        cfg = self._stage_cfg(stage)
+        groups = self.model.freeze_for_stage(stage)
+        if stage == 3:
+            optimizer, scheduler = build_image_stage_optimizer(groups, cfg)
+        else:
+            optimizer, scheduler = build_prompt_stage_optimizer(groups, cfg)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.runtime.amp == "fp16")
+        mid_stage = resume is not None and not resume.get("fresh")
+        self._prepare_stage(stage, resume if mid_stage else None)
+        step_module = self._wrap({1: PromptStep, 2: IntegratorStep, 3: ImageStep}[stage](self.model))
+        start = 0
+        if mid_stage:
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["scheduler"])
+            scaler.load_state_dict(resume["scaler"])
+            restore_rng_state(resume["rng"], self.generators)
+            start = resume["epoch"]
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        run_epoch = {1: self._stage1_epoch, 2: self._stage2_epoch, 3: self._stage3_epoch}[stage]
+        logger.info("stage %d: epochs %d..%d, %d trainable tensors", stage, start, cfg.epochs - 1, len(params))
+        for epoch in range(start, cfg.epochs):
+            tic = time.perf_counter()
+            lrs = [g["lr"] for g in optimizer.param_groups]
+            self.model.train()
+            losses = run_epoch(step_module, optimizer, scaler, params, epoch)
+            scheduler.step()
+            record = {**losses, "lr": lrs[0], "seconds": round(time.perf_counter() - tic, 3)}
+            self.metrics.log(f"stage{stage}/epoch", step=epoch, **record)
+            logger.info("stage %d epoch %d/%d %s", stage, epoch + 1, cfg.epochs, _fmt(record))
+            if (epoch + 1) % self.cfg.runtime.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                self._save(stage, epoch + 1, optimizer, scheduler, scaler)
+            if stage == 3:
+                self._maybe_evaluate(epoch)
+            for callback in self.callbacks:
+                callback(self, stage, epoch)
+        self._features = None if stage == 2 or self.cfg.quirks.bn_train_extraction else self._features
+
+    def _prepare_stage(self, stage: int, resume: dict[str, Any] | None) -> None:
+        """Stage inputs: the cached image features (stages 1-2) or the fixed text banks (stage 3)."""
+        rt, quirks = self.cfg.runtime, self.cfg.quirks
+        if stage in (1, 2) and (self._features is None or quirks.bn_train_extraction):
+            self._features = extract_feature_bank(
+                self.model,
+                self.train_split,
+                self.cfg.data,
+                self.device,
+                train_bn=quirks.bn_train_extraction,
+                batch_size=self._stage_cfg(stage).batch_size if quirks.bn_train_extraction else None,
+                generator=self.generators["order"],
+                channels_last=rt.channels_last,
+                amp=rt.amp,
+            )
+        if stage == 3 and self.cfg.model.variant != "baseline":
+            if resume is not None:
+                self.text_banks = {m: t.to(self.device) for m, t in resume["text_banks"].items()}
+            else:
+                integrator = "none" if self.cfg.model.variant == "clip_vireid" else self.cfg.model.integrator
+                banks = compute_text_banks(
+                    self.model, integrator, self.cfg.data.extract_batch_size, quirks.dropout_text_bank
+                )
+                self.text_banks = banks
+        if stage == 3:
+            self._loader = image_stage_loader(self.train_split, self.cfg, self.dist, self.generators["loader"])
+            self._stage3_loss = ImageStageLoss(self.cfg.stage3, use_text=self.cfg.model.variant != "baseline")
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if not self.dist.distributed:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=True)
+
+    def _autocast(self) -> Any:
+        amp = self.cfg.runtime.amp
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    # ------------------------------------------------------------------------------------------ epoch loops
+    def _stage1_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
+        bank, cfg = self._features, self.cfg.stage1
+        criterion, meter = SupConLoss(cfg.temperature), _Meter()
+        batches = paired_batches(
+            bank.visible_labels, bank.infrared_labels, cfg.batch_size, self.generators["order"], *self._shard()
+        )
+        for i, (vi, ii) in enumerate(self._bar(batches, f"stage 1 epoch {epoch + 1}")):
+            lv, li = bank.visible_labels[vi].to(self.device), bank.infrared_labels[ii].to(self.device)
+            with self._autocast():
+                text_v, text_i = step(lv, li)
+            image = torch.cat([bank.visible[vi], bank.infrared[ii]]).to(self.device)
+            terms = supcon_both_ways(criterion, image, torch.cat([text_v, text_i]), torch.cat([lv, li]))
+            self._step(terms["i2t"] + terms["t2i"], optimizer, scaler, params, (1, epoch, i), terms)
+            meter.update(terms)
+        return meter.means()
+
+    def _stage2_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
+        bank, cfg = self._features, self.cfg.stage2
+        criterion, meter = SupConLoss(cfg.temperature), _Meter()
+        features = torch.cat([bank.visible, bank.infrared])
+        labels = torch.cat([bank.visible_labels, bank.infrared_labels])
+        batches = shuffled_batches(labels.numel(), cfg.batch_size, self.generators["order"], *self._shard())
+        for i, index in enumerate(self._bar(batches, f"stage 2 epoch {epoch + 1}")):
+            lab = labels[index].to(self.device)
+            with self._autocast():
+                text = step(lab)
+            terms = supcon_both_ways(criterion, features[index].to(self.device), text, lab)
+            self._step(terms["i2t"] + terms["t2i"], optimizer, scaler, params, (2, epoch, i), terms)
+            meter.update(terms)
+        return meter.means()
+
+    def _stage3_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
+        meter = _Meter()
+        self._loader.sampler.set_epoch(epoch)
+        memory = torch.channels_last if self.cfg.runtime.channels_last else torch.contiguous_format
+        for i, batch in enumerate(self._bar(self._loader, f"stage 3 epoch {epoch + 1}")):
+            visible, visible_labels, infrared, ir_labels = concat_views(batch)  # (2n, ...), (2n,), (n, ...), (n,)
+            visible = visible.to(self.device, memory_format=memory, non_blocking=True)
+            infrared = infrared.to(self.device, memory_format=memory, non_blocking=True)
+            vis_labels = visible_labels[: infrared.shape[0]].to(self.device).long()
+            ir_labels = ir_labels.to(self.device).long()
+            with self._autocast():
+                out = step(visible, infrared)
+            terms = self._stage3_loss(out, vis_labels, ir_labels, self.text_banks)
+            self._step(terms["loss"], optimizer, scaler, params, (3, epoch, i), terms)
+            meter.update(terms)
+        return meter.means()
+
+    def _step(self, loss, optimizer, scaler, params, where: tuple[int, int, int], terms) -> None:
+        """Backward + optimiser step, or stop the run on a non-finite loss (checked on every rank)."""
+        finite = torch.isfinite(loss.detach()).float()
+        if self.dist.distributed:
+            finite = all_reduce_mean(finite)
+        if float(finite) < 1.0:
+            stage, epoch, iteration = where
+            values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"stage {stage} epoch {epoch + 1} iteration {iteration + 1}: the loss is not finite ({values}); "
+                f"training stopped, the last good checkpoint {self.checkpoint_path} is intact. Lower the learning "
+                "rate, set runtime.grad_clip_norm, or use runtime.amp=bf16/none, then resume with --resume"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if self.cfg.runtime.grad_clip_norm > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.runtime.grad_clip_norm)
+        scaler.step(optimizer)
+        scaler.update()
+
+    def _shard(self) -> tuple[int, int]:
+        return self.dist.rank, self.dist.world_size
+
+    def _bar(self, iterable, desc: str):
+        return progress(iterable, enabled=self.cfg.runtime.progress and self.dist.is_main, desc=desc)
+
+    # --------------------------------------------------------------------------------- evaluation, saving
+    def _maybe_evaluate(self, epoch: int) -> None:
+        every = self.cfg.runtime.eval_every
+        if self.evaluate is None or every <= 0 or (epoch + 1) % every:
+            return
+        if self.dist.is_main:
+            rng = capture_rng_state(self.generators)  # evaluation must not change the training's random stream
+            self.model.eval()
+            try:
+                results = dict(self.evaluate(self.model, self.cfg.runtime.eval_trials))
+            finally:
+                self.model.train()
+                restore_rng_state(rng, self.generators)
+            self.metrics.log("stage3/eval", step=epoch, **results)
+            logger.info("stage 3 epoch %d evaluation: %s", epoch + 1, _fmt(results))
+        barrier()
+
+    def _save(self, stage: int, epoch: int, optimizer, scheduler, scaler) -> None:
+        if self.dist.is_main:
+            state = {
+                "stage": stage,
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": capture_rng_state(self.generators),
+                "text_banks": {m: t.cpu() for m, t in (self.text_banks or {}).items()},
+                "config": config_to_dict(self.cfg),
+                "num_classes": int(self.model.num_classes),
+            }
+            save_checkpoint(state, self.checkpoint_path)
+        barrier()
+
+    def _final_state(self) -> dict[str, Any]:
+        return {
+            "stage": "final",
+            "model": self.model.state_dict(),
+            "config": config_to_dict(self.cfg),
+            "num_classes": int(self.model.num_classes),
+        }
+
+
+def _fmt(values: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def config_of_checkpoint(state: Mapping[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` a checkpoint was trained with."""
+    return config_from_dict(state["config"])

@@ -1,0 +1,128 @@
+import json
+import math
+
+import pytest
+import torch
+
+from csdn.engine import load_checkpoint
+from csdn.engine.modeling import build_model, load_trained_model
+from csdn.engine.trainer import NonFiniteLossError, Trainer
+
+# parameter-name prefixes each stage may change, written out from SPEC §1
+STAGE_PREFIXES = {
+    1: ("prompt_learners.",),
+    2: ("integrator.",),
+    3: ("image_encoder.", "head_global.", "head_proj."),
+}
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def changed(before, after):
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def test_each_stage_updates_only_its_parameters(tiny_cfg, sysu_train):
+    cfg = tiny_cfg()
+    model = build_model(cfg, sysu_train.num_classes)
+    snaps = {0: snapshot(model)}
+    last_epoch = {1: cfg.stage1.epochs - 1, 2: cfg.stage2.epochs - 1, 3: cfg.stage3.epochs - 1}
+
+    def record(trainer, stage, epoch):
+        if epoch == last_epoch[stage]:
+            snaps[stage] = snapshot(trainer.model)
+
+    Trainer(cfg, model, sysu_train, callbacks=[record]).fit()
+    for stage, prefixes in STAGE_PREFIXES.items():
+        diff = changed(snaps[stage - 1], snaps[stage])
+        assert diff, f"stage {stage} changed nothing"
+        outside = sorted(k for k in diff if not k.startswith(prefixes) and not k.startswith("hse."))
+        assert outside == [], f"stage {stage} changed {outside}"
+    assert any(k.startswith("image_encoder.stems.visible") for k in changed(snaps[2], snaps[3]))
+    assert any(k.startswith("image_encoder.stems.infrared") for k in changed(snaps[2], snaps[3]))
+    assert "hse.text_bank" in changed(snaps[2], snaps[3])  # the fixed bank is set once, at the start of stage 3
+    # the text side never changes after stage 2, the prompts never after stage 1
+    assert not any(k.startswith(("prompt_learners.", "text_encoder.")) for k in changed(snaps[1], snaps[3]))
+
+
+def test_run_folder_metrics_and_final_model(tiny_cfg, sysu_train):
+    cfg = tiny_cfg()
+    final = Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+    out = final.parents[1]
+    assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.pt").is_file()
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == cfg.runtime.seed and run["torch"] == torch.__version__
+    events = [json.loads(line)["event"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert events == ["stage1/epoch"] * 2 + ["stage2/epoch"] * 2 + ["stage3/epoch"] * 3
+    model, loaded_cfg, _ = load_trained_model(final)
+    assert loaded_cfg == cfg and not model.training
+    images = torch.rand(2, 3, 32, 16)
+    assert model.encode_image(images, "infrared").shape == (2, model.embed_dim)
+
+
+def test_existing_run_needs_resume_and_same_config(tiny_cfg, sysu_train):
+    cfg = tiny_cfg("stage3.epochs=1")
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit(resume=True)
+    Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+    other = tiny_cfg("stage3.epochs=1", "stage3.lr=0.5")
+    with pytest.raises(ValueError, match=r"different configuration \(stage3.lr"):
+        Trainer(other, build_model(other, sysu_train.num_classes), sysu_train).fit(resume=True)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg, sysu_train):
+    cfg = tiny_cfg()
+
+    def poison(trainer, stage, epoch):
+        if (stage, epoch) == (3, 0):
+            with torch.no_grad():
+                trainer.model.head_proj.classifier.weight.fill_(float("nan"))
+
+    trainer = Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train, callbacks=[poison])
+    with pytest.raises(NonFiniteLossError, match=r"stage 3 epoch 2 iteration 1: the loss is not finite") as info:
+        trainer.fit()
+    assert "last good checkpoint" in str(info.value) and "--resume" in str(info.value)
+    state = load_checkpoint(trainer.checkpoint_path)
+    assert (state["stage"], state["epoch"]) == (3, 1)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_periodic_evaluation_does_not_change_training(tiny_cfg, sysu_train):
+    calls = []
+
+    def fake_eval(model, trials):
+        assert not model.training
+        torch.rand(100)  # consumes the global RNG like a real evaluator's DataLoader would
+        calls.append(trials)
+        return {"rank1": 0.5, "mAP": 0.25}
+
+    results = {}
+    for name, evaluate in (("plain", None), ("eval", fake_eval)):
+        cfg = tiny_cfg("runtime.eval_every=1", "runtime.eval_trials=2", output=name)
+        model = build_model(cfg, sysu_train.num_classes)
+        Trainer(cfg, model, sysu_train, evaluate=evaluate).fit()
+        results[name] = snapshot(model)
+    assert calls == [2, 2, 2]
+    assert changed(results["plain"], results["eval"]) == set()
+    lines = tiny_cfg(output="eval").runtime.output_dir + "/metrics.jsonl"
+    evals = [json.loads(x) for x in open(lines) if '"stage3/eval"' in x]
+    assert [e["rank1"] for e in evals] == [0.5] * 3
+
+
+@pytest.mark.parametrize("amp", ["bf16"])
+def test_amp_and_channels_last_train(tiny_cfg, sysu_train, amp):
+    cfg = tiny_cfg(
+        "stage1.epochs=1",
+        "stage2.epochs=1",
+        "stage3.epochs=1",
+        f"runtime.amp={amp}",
+        "runtime.channels_last=true",
+        "runtime.grad_clip_norm=1.0",
+    )
+    Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+    lines = open(cfg.runtime.output_dir + "/metrics.jsonl").read().splitlines()
+    assert all(math.isfinite(json.loads(x).get("loss", 0.0)) for x in lines)

@@ -147,7 +147,7 @@ def _validate(
     return dist, qp, gp, qc, gc
 
 
-def _positives(match: torch.Tensor, dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _positives(match: torch.Tensor, dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Distances and gallery indices of each row's true matches, sorted by (distance, index), padded with +inf.
 
     Args:
@@ -155,19 +155,20 @@ def _positives(match: torch.Tensor, dist: torch.Tensor) -> tuple[torch.Tensor, t
         dist: Float distances (c, G).
 
     Returns:
-        ``(pos_d, pos_i)`` of shape (c, P) with P the largest number of matches in a row; padding is (+inf, G).
+        ``(pos_d, pos_i, num_pos)``: (c, P) with P the largest number of matches in a row, padded with (+inf, G),
+        and the number of matches of each row (c,).
     """
     c, num_g = match.shape
-    num_pos = match.sum(1)
-    width = max(int(num_pos.max()), 1)
     rows, cols = match.nonzero(as_tuple=True)  # row-major: columns ascending within a row
+    num_pos = torch.bincount(rows, minlength=c)
+    width = max(int(num_pos.max()), 1)
     slot = torch.arange(rows.numel(), device=match.device) - (num_pos.cumsum(0) - num_pos)[rows]
     pos_d = torch.full((c, width), float("inf"), device=dist.device, dtype=dist.dtype)
     pos_i = torch.full((c, width), num_g, device=dist.device, dtype=torch.long)
     pos_d[rows, slot] = dist[rows, cols]
     pos_i[rows, slot] = cols
     pos_d, perm = torch.sort(pos_d, dim=1, stable=True)  # stable: equal distances stay in index order
-    return pos_d, pos_i.gather(1, perm)
+    return pos_d, pos_i.gather(1, perm), num_pos
 
 
 def _sort_rows(x: torch.Tensor) -> torch.Tensor:
@@ -177,7 +178,13 @@ def _sort_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.sort(x, dim=1).values
 
 
-def _match_ranks(kept_d: torch.Tensor, pos_d: torch.Tensor, pos_i: torch.Tensor) -> torch.Tensor:
+def _tied_ahead(kept_d: torch.Tensor, rows: torch.Tensor, d: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    """Mask (len(rows), G) of the items of ``kept_d[rows]`` at distance ``d`` with a gallery index below ``i``."""
+    idx = torch.arange(kept_d.shape[1], device=kept_d.device)
+    return (kept_d[rows] == d[:, None]) & (idx[None, :] < i[:, None])
+
+
+def _match_ranks(kept_d: torch.Tensor, pos_d: torch.Tensor, pos_i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """0-based rank of every true match among the kept items, ties broken by gallery index.
 
     Args:
@@ -185,21 +192,19 @@ def _match_ranks(kept_d: torch.Tensor, pos_d: torch.Tensor, pos_i: torch.Tensor)
         pos_d, pos_i: Sorted true-match distances and gallery indices (c, P) from :func:`_positives`.
 
     Returns:
-        Long (c, P): number of kept items ranked before each match (padding entries are meaningless).
+        ``(rank, tied)``: long (c, P), the number of kept items ranked before each match (padding entries are
+        meaningless), and bool (c, P), whether other kept items share the match's distance.
     """
     ranked = _sort_rows(kept_d)
     rank = torch.searchsorted(ranked, pos_d, right=False)  # kept items with a strictly smaller distance
     equal = torch.searchsorted(ranked, pos_d, right=True) - rank
-    rows, cols = torch.nonzero((equal > 1) & torch.isfinite(pos_d), as_tuple=True)
-    if rows.numel():  # equal distances: items with a smaller gallery index come first
-        idx = torch.arange(kept_d.shape[1], device=kept_d.device)
-        step = max(1, _CHUNK_ELEMENTS // kept_d.shape[1])
-        for s in range(0, rows.numel(), step):
-            r, t = rows[s : s + step], cols[s : s + step]
-            d, i = pos_d[r, t], pos_i[r, t]
-            ahead = ((kept_d[r] == d[:, None]) & (idx[None, :] < i[:, None])).sum(1)
-            rank[r, t] += ahead
-    return rank
+    tied = (equal > 1) & torch.isfinite(pos_d)
+    rows, cols = torch.nonzero(tied, as_tuple=True)
+    step = max(1, _CHUNK_ELEMENTS // kept_d.shape[1])
+    for s in range(0, rows.numel(), step):  # equal distances: items with a smaller gallery index come first
+        r, t = rows[s : s + step], cols[s : s + step]
+        rank[r, t] += _tied_ahead(kept_d, r, pos_d[r, t], pos_i[r, t]).sum(1)
+    return rank, tied
 
 
 def _chunk_metrics(
@@ -233,9 +238,8 @@ def _chunk_metrics(
     if removed is not None:
         match &= ~removed
         kept_d = dist.masked_fill(removed, float("inf"))
-    num_pos = match.sum(1)
-    pos_d, pos_i = _positives(match, dist)
-    rank = _match_ranks(kept_d, pos_d, pos_i)
+    pos_d, pos_i, num_pos = _positives(match, dist)
+    rank, tied = _match_ranks(kept_d, pos_d, pos_i)
     t = torch.arange(pos_d.shape[1], device=dist.device)
     real = t[None, :] < num_pos[:, None]
     ap = torch.where(real, (t + 1).double() / (rank + 1).double(), 0.0).sum(1) / num_pos.clamp(min=1)
@@ -244,10 +248,11 @@ def _chunk_metrics(
     if g_onehot is None:
         return num_pos, rank[:, 0], ap, inp
     # unique-identity CMC: count the identities having a kept item ranked before the first match
-    d0, i0 = pos_d[:, :1], pos_i[:, :1]
-    idx = torch.arange(dist.shape[1], device=dist.device)
-    ahead = (kept_d < d0) | ((kept_d == d0) & (idx[None, :] < i0))
-    ahead &= ~match
+    # (kept items of the query's identity are all matches, so none of them precedes the first match)
+    ahead = kept_d < pos_d[:, :1]
+    rows = tied[:, 0].nonzero().squeeze(1)
+    if rows.numel():
+        ahead[rows] |= _tied_ahead(kept_d, rows, pos_d[rows, 0], pos_i[rows, 0])
     first = ((ahead.to(g_onehot.dtype) @ g_onehot) > 0).sum(1)
     return num_pos, first, ap, inp
 

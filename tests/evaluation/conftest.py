@@ -1,9 +1,10 @@
-"""Shared helpers for the evaluation tests: an independent dense re-ranking reference."""
+"""Shared helpers for the evaluation tests: a dense re-ranking reference, a fake model, a tiny dataset."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 
 def dense_rerank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
@@ -44,3 +45,32 @@ def dense_rerank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
 def dense_rerank_fixture():
     """The dense reference re-ranking (a plain function)."""
     return dense_rerank
+
+
+class PoolingModel(torch.nn.Module):
+    """A fake re-ID model: encode_image = 4x2 average-pooled image (24-d) plus a modality offset, and it counts
+    the images it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = torch.nn.Parameter(torch.zeros(24))  # gives the model a device and a training flag
+        self.seen: list[int] = []
+
+    def encode_image(self, images: torch.Tensor, modality: str) -> torch.Tensor:
+        self.seen.append(images.shape[0])
+        pooled = torch.nn.functional.adaptive_avg_pool2d(images, (4, 2)).flatten(1)
+        return pooled + self.offset + (0.1 if modality == "infrared" else -0.1)
+
+
+@pytest.fixture
+def pooling_model() -> PoolingModel:
+    return PoolingModel()
+
+
+@pytest.fixture(scope="session")
+def tiny_sysu(tmp_path_factory) -> str:
+    """A tiny synthetic SYSU-MM01 tree (8 test ids, 2 images per camera, 32x16 images)."""
+    from csdn.data.synthetic import make_sysu
+
+    root = tmp_path_factory.mktemp("sysu")
+    return make_sysu(root, num_train_ids=2, num_val_ids=1, num_test_ids=8, images_per_cam=2, image_size=(32, 16))

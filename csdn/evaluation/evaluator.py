@@ -1,0 +1,285 @@
+"""Run a model over a dataset's full test protocol: every reported setting x every trial, mean and std.
+
+Example::
+
+    from csdn.data import SYSUMM01
+    from csdn.evaluation import VIReIDEvaluator
+
+    evaluator = VIReIDEvaluator(SYSUMM01("data/SYSU-MM01"), device="cuda")
+    report = evaluator.run(model)             # anything with encode_image(images, modality)
+    print(report.to_table())
+    report.to_json("runs/sysu/eval.json")
+
+Features are cached by (image path, modality) during a run, so the query set (identical across trials) and
+gallery images drawn by several trials are embedded once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.base import VIReIDDataset
+from ..data.samples import Sample, TestSplit
+from ..data.transforms import build_test_transform
+from .distance import METRICS, distance
+from .features import FLIP_MODES, extract_features
+from .metrics import evaluate
+
+__all__ = ["EvaluationReport", "TrialRecord", "VIReIDEvaluator"]
+
+logger = logging.getLogger(__name__)
+
+_HEADLINE = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+
+
+@dataclass
+class TrialRecord:
+    """Metrics of one setting on one trial (fractions in [0, 1]; ``cmc`` up to ``max_rank``)."""
+
+    setting: str
+    trial: int
+    protocol: str
+    query_modality: str
+    gallery_modality: str
+    num_query: int
+    num_gallery: int
+    num_valid: int
+    rank1: float
+    rank5: float
+    rank10: float
+    rank20: float
+    mAP: float
+    mINP: float
+    cmc: list[float] = field(repr=False)
+
+
+@dataclass
+class EvaluationReport:
+    """Per-trial records of an evaluation run, with per-setting mean and standard deviation.
+
+    Attributes:
+        dataset: Dataset description (reader repr).
+        records: One :class:`TrialRecord` per (setting, trial), in run order.
+        config: The evaluator's options (flip, metric, re-ranking, ...).
+    """
+
+    dataset: str
+    records: list[TrialRecord]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> list[str]:
+        """Setting names in run order."""
+        return list(dict.fromkeys(r.setting for r in self.records))
+
+    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{setting: {metric: {"mean", "std", "trials"}}}`` over trials (population std, fractions)."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for name in self.settings():
+            rows = [r for r in self.records if r.setting == name]
+            out[name] = {
+                m: {
+                    "mean": float(np.mean([getattr(r, m) for r in rows])),
+                    "std": float(np.std([getattr(r, m) for r in rows])),
+                    "trials": len(rows),
+                }
+                for m in _HEADLINE
+            }
+        return out
+
+    def to_table(self) -> str:
+        """Percentages per setting: ``mean +- std`` over trials."""
+        header = f"{'setting':<36} {'trials':>6} " + " ".join(f"{m:>14}" for m in _HEADLINE)
+        lines = [self.dataset, header, "-" * len(header)]
+        for name, stats in self.summary().items():
+            cells = " ".join(f"{100 * s['mean']:7.2f}+-{100 * s['std']:5.2f}" for s in stats.values())
+            lines.append(f"{name:<36} {stats['mAP']['trials']:>6} {cells}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: dataset, config, summary and every record."""
+        return {
+            "dataset": self.dataset,
+            "config": self.config,
+            "summary": self.summary(),
+            "records": [asdict(r) for r in self.records],
+        }
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` as JSON atomically (temporary file in the same folder, then ``os.replace``)."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_dict(), f, indent=2)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+class VIReIDEvaluator:
+    """Evaluate any model with ``encode_image(images, modality)`` on a dataset's test protocol.
+
+    Args:
+        dataset: A reader (``SYSUMM01``, ``RegDB``, ``LLCM`` or any :class:`csdn.data.VIReIDDataset`).
+        settings: Settings to run (dicts passed to ``dataset.test``); default ``dataset.test_settings()``.
+        trials: Trials to run; default ``dataset.trials`` (SYSU/LLCM: 0..9; RegDB: the reader's split).
+        transform: PIL image -> tensor; default ``build_test_transform(height, width)``.
+        height, width: Test input size for the default transform.
+        batch_size: Images per forward pass.
+        num_workers: DataLoader workers.
+        device: Where images are sent (default: the model's device).
+        flip: Flip test-time augmentation (official: on, features concatenated).
+        flip_mode: ``"concat"`` (official CSDN, 2x dimension) or ``"sum"``.
+        metric: ``"cosine"`` (ranks like the official inner product for CSDN's constant-norm features) or
+            ``"euclidean"``.
+        rerank: k-reciprocal re-ranking of every query-gallery distance matrix.
+        k1, k2, lambda_value: Re-ranking parameters.
+        max_rank: CMC length.
+
+    Raises:
+        ValueError: On unknown options.
+    """
+
+    def __init__(
+        self,
+        dataset: VIReIDDataset,
+        settings: Sequence[dict] | None = None,
+        trials: Sequence[int] | None = None,
+        *,
+        transform: Callable[[Any], torch.Tensor] | None = None,
+        height: int = 288,
+        width: int = 144,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        device: str | torch.device | None = None,
+        flip: bool = True,
+        flip_mode: str = "concat",
+        metric: str = "cosine",
+        rerank: bool = False,
+        k1: int = 20,
+        k2: int = 6,
+        lambda_value: float = 0.3,
+        max_rank: int = 20,
+    ) -> None:
+        if metric not in METRICS:
+            raise ValueError(f"Unknown value {metric!r} for argument metric. Valid values are {list(METRICS)}.")
+        if flip_mode not in FLIP_MODES:
+            raise ValueError(
+                f"Unknown value {flip_mode!r} for argument flip_mode. Valid values are {list(FLIP_MODES)}."
+            )
+        self.dataset = dataset
+        self.settings = [dict(s) for s in (settings if settings is not None else dataset.test_settings())]
+        self.trials = tuple(trials if trials is not None else dataset.trials)
+        if not self.settings or not self.trials:
+            raise ValueError("settings and trials must not be empty.")
+        self.transform = transform or build_test_transform(height, width)
+        self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
+        self.flip, self.flip_mode, self.metric = flip, flip_mode, metric
+        self.rerank, self.k1, self.k2, self.lambda_value = rerank, k1, k2, lambda_value
+        self.max_rank = max_rank
+
+    def config(self) -> dict[str, Any]:
+        """The options of this evaluator (recorded in reports)."""
+        keys = ("flip", "flip_mode", "metric", "rerank", "k1", "k2", "lambda_value", "max_rank", "batch_size")
+        return {"settings": self.settings, "trials": list(self.trials), **{k: getattr(self, k) for k in keys}}
+
+    def _features(self, model: nn.Module, samples: list[Sample], modality: str, cache: dict) -> torch.Tensor:
+        """Features of ``samples`` (N, D), embedding only those not in ``cache`` (keyed by path and modality)."""
+        missing = list({(s.path, modality): s for s in samples if (s.path, modality) not in cache}.values())
+        if missing:
+            feats = extract_features(
+                model, missing, modality, self.transform, self.batch_size, self.device, self.flip, self.flip_mode,
+                self.num_workers,
+            )  # fmt: skip
+            cache.update({(s.path, modality): f for s, f in zip(missing, feats, strict=True)})
+        return torch.stack([cache[(s.path, modality)] for s in samples])
+
+    def evaluate_split(self, model: nn.Module, split: TestSplit, cache: dict | None = None) -> TrialRecord:
+        """Metrics of one :class:`~csdn.data.TestSplit` (one setting, one trial)."""
+        cache = {} if cache is None else cache
+        qf = self._features(model, split.query, split.query_modality, cache)
+        gf = self._features(model, split.gallery, split.gallery_modality, cache)
+        dist = distance(
+            qf, gf, self.metric, self.rerank, self.k1, self.k2, self.lambda_value,
+            device=self.device if self.device is not None else None,
+        )  # fmt: skip
+        res = evaluate(
+            dist,
+            [s.pid for s in split.query],
+            [s.pid for s in split.gallery],
+            [s.cam for s in split.query],
+            [s.cam for s in split.gallery],
+            protocol=split.protocol,
+            max_rank=self.max_rank,
+        )
+        return TrialRecord(
+            setting=split.name,
+            trial=split.trial,
+            protocol=split.protocol,
+            query_modality=split.query_modality,
+            gallery_modality=split.gallery_modality,
+            num_query=len(split.query),
+            num_gallery=len(split.gallery),
+            num_valid=res.num_valid,
+            **{f"rank{k}": res.rank(k) for k in (1, 5, 10, 20)},
+            mAP=res.mAP,
+            mINP=res.mINP,
+            cmc=[float(x) for x in res.cmc],
+        )
+
+    def run(
+        self, model: nn.Module, trials: int | Sequence[int] | None = None, settings: Sequence[dict] | None = None
+    ) -> EvaluationReport:
+        """Evaluate ``model`` on every setting and trial.
+
+        Args:
+            model: Module with ``encode_image(images, modality)``.
+            trials: Override the trials: a sequence of trial ids, or an int n for the first n configured trials.
+            settings: Override the settings.
+
+        Returns:
+            An :class:`EvaluationReport`.
+        """
+        run_trials = self.trials if trials is None else (self.trials[:trials] if isinstance(trials, int) else trials)
+        if len(run_trials) == 0:
+            raise ValueError(f"trials selects no trial (configured: {list(self.trials)}).")
+        cache: dict = {}
+        records = []
+        for setting in self.settings if settings is None else settings:
+            for trial in run_trials:
+                record = self.evaluate_split(model, self.dataset.test(**setting, trial=trial), cache)
+                logger.info(
+                    "%s trial %d: rank1 %.2f%% mAP %.2f%% mINP %.2f%%",
+                    record.setting, trial, 100 * record.rank1, 100 * record.mAP, 100 * record.mINP,
+                )  # fmt: skip
+                records.append(record)
+        return EvaluationReport(dataset=repr(self.dataset), records=records, config=self.config())
+
+    def training_callback(self, setting: int = 0) -> Callable[[nn.Module, int], dict[str, float]]:
+        """An ``evaluate(model, trials) -> {"rank1", "mAP", "mINP", ...}`` function for the trainer.
+
+        It runs the ``setting``-th configured setting on the first ``trials`` trials and returns the means.
+        """
+        if not 0 <= setting < len(self.settings):
+            raise ValueError(f"setting must index the {len(self.settings)} configured settings, got {setting}.")
+
+        def callback(model: nn.Module, trials: int) -> dict[str, float]:
+            report = self.run(model, max(1, int(trials)), settings=[self.settings[setting]])
+            stats = next(iter(report.summary().values()))
+            return {m: s["mean"] for m, s in stats.items()}
+
+        return callback

@@ -34,7 +34,15 @@ from .data.transforms import build_test_transform
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeatureExtractor", "IMAGE_EXTENSIONS", "check_image_size", "encode_with_flip", "list_images", "load_model"]
+__all__ = [
+    "FeatureExtractor",
+    "IMAGE_EXTENSIONS",
+    "check_image_size",
+    "encode_with_flip",
+    "list_images",
+    "load_model",
+    "preprocess",
+]
 
 #: File extensions :func:`list_images` treats as images (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -191,6 +199,22 @@ class _InputDataset(Dataset):
                 "pass uint8 tensors, arrays, PIL images or paths to have them preprocessed"
             )
         return item.float().cpu()
+
+
+def preprocess(
+    inputs: ImageInput | Sequence[ImageInput], image_size: int | tuple[int, int] = (288, 144)
+) -> torch.Tensor:
+    """Turn images in any form :class:`FeatureExtractor` accepts into one model-input batch ``(N, 3, H, W)``.
+
+    Raises:
+        ValueError: for an empty input or an unsupported type or shape.
+    """
+    size = check_image_size(image_size)
+    items = _split_batches(inputs)
+    if not items:
+        raise ValueError("inputs is empty: pass at least one image")
+    dataset = _InputDataset(items, size, build_test_transform(*size))
+    return torch.stack([dataset[i] for i in range(len(dataset))])
 
 
 class FeatureExtractor:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["SearchResult", "search"]
+__all__ = ["SearchResult", "rank_distances", "search"]
 
 
 class SearchResult(NamedTuple):
@@ -88,7 +88,22 @@ def search(
         query_feats, gallery_feats, metric=metric, rerank=rerank, k1=k1, k2=k2, lambda_value=lambda_value,
         device=device, **distance_kwargs,
     )  # fmt: skip
+    return rank_distances(dist, topk)
+
+
+def rank_distances(dist: torch.Tensor | np.ndarray, topk: int | None = 10) -> SearchResult:
+    """Top-k of each row of a query x gallery distance matrix ``(Q, G)``, ties ordered by gallery index.
+
+    Args:
+        dist: Distances (smaller = closer), numpy or torch on any device.
+        topk: Matches per query (clipped to ``G``); ``None`` keeps all.
+
+    Returns:
+        :class:`SearchResult` on CPU.
+    """
     dist = torch.as_tensor(dist)
+    if dist.dim() != 2:
+        raise ValueError(f"dist must be a (Q, G) matrix, got shape {tuple(dist.shape)}")
     k = dist.shape[1] if topk is None else min(topk, dist.shape[1])
     distances, indices = torch.sort(dist, dim=1, stable=True)  # stable: ties keep gallery order
     return SearchResult(indices[:, :k].cpu(), distances[:, :k].float().cpu())

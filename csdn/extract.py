@@ -31,6 +31,7 @@ from torchvision.transforms import v2
 from .data.loaders import load_image
 from .data.samples import Modality
 from .data.transforms import build_test_transform
+from .evaluation.features import FLIP_MODES, encode_images, model_device
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ __all__ = [
     "FeatureExtractor",
     "IMAGE_EXTENSIONS",
     "check_image_size",
-    "encode_with_flip",
     "list_images",
     "load_model",
     "preprocess",
@@ -104,25 +104,6 @@ def load_model(
     logger.info("loaded %s (%s, %dx%d input)", os.fspath(checkpoint_or_model), cfg.model.clip, cfg.data.height,
                 cfg.data.width)  # fmt: skip
     return model, (cfg.data.height, cfg.data.width)
-
-
-def encode_with_flip(model: nn.Module, images: torch.Tensor, modality: str, flip: bool) -> torch.Tensor:
-    """``model.encode_image`` of images ``(B, 3, H, W)``, with the official flip test-time augmentation.
-
-    Args:
-        model: Module with ``encode_image(images, modality) -> (B, D)``.
-        images: Preprocessed images ``(B, 3, H, W)``.
-        modality: ``"visible"`` or ``"infrared"``.
-        flip: Also encode the horizontally flipped images and concatenate: ``(B, 2D)`` (CSDN: 6144-d), so the
-            inner product of two such embeddings is the sum of the plain and flipped inner products.
-
-    Returns:
-        ``(B, D)`` or, with ``flip``, ``(B, 2D)``.
-    """
-    features = model.encode_image(images, modality)
-    if not flip:
-        return features
-    return torch.cat([features, model.encode_image(images.flip(-1), modality)], dim=1)
 
 
 def check_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
@@ -236,8 +217,10 @@ class FeatureExtractor:
         batch_size: Images per forward pass.
         image_size: Model input ``(H, W)`` or an int for square inputs; default: the checkpoint's training size,
             else ``(288, 144)``.
-        flip: Concatenate the embeddings of the image and its horizontal flip (official test protocol; doubles
-            the dimension: 3072 -> 6144 for RN50).
+        flip: Also embed the horizontally flipped image (the official test protocol, also the default of
+            :class:`csdn.evaluation.VIReIDEvaluator`; pass ``flip=True`` to reproduce its numbers).
+        flip_mode: How the two embeddings combine: ``"concat"`` (official CSDN, doubles the dimension: 3072 ->
+            6144 for RN50) or ``"sum"`` (AGW/LLCM baselines). Same helper as the evaluator.
         num_workers: DataLoader workers that decode and transform images (0 = in the calling process).
         autocast_dtype: Run the model under ``torch.autocast`` with this dtype (e.g. ``torch.bfloat16``);
             ``None`` = full precision. Features are returned as float32 either way.
@@ -256,24 +239,27 @@ class FeatureExtractor:
         batch_size: int = 64,
         image_size: int | tuple[int, int] | None = None,
         flip: bool = False,
+        flip_mode: str = "concat",
         num_workers: int = 0,
         autocast_dtype: torch.dtype | None = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if flip_mode not in FLIP_MODES:
+            raise ValueError(f"Unknown value {flip_mode!r} for argument flip_mode. Valid values are {list(FLIP_MODES)}")
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
         self.modality = Modality.parse(modality).value
         self.model, trained_size = load_model(checkpoint_or_model, device)
         self.image_size = check_image_size(image_size or trained_size or (288, 144))
-        self.batch_size, self.flip, self.num_workers = batch_size, bool(flip), num_workers
+        self.batch_size, self.flip, self.flip_mode, self.num_workers = batch_size, bool(flip), flip_mode, num_workers
         self.autocast_dtype = autocast_dtype
         self.transform = build_test_transform(*self.image_size)
 
     @property
     def device(self) -> torch.device:
         """The device of the model's parameters."""
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
     def __call__(self, inputs: ImageInput | Sequence[ImageInput], modality: str | None = None) -> torch.Tensor:
         """Embed ``inputs`` (see the class docstring for the accepted forms).
@@ -283,7 +269,8 @@ class FeatureExtractor:
             modality: Modality of these inputs; default: the extractor's ``modality``.
 
         Returns:
-            CPU float32 tensor ``(N, D)`` (``(N, 2D)`` with ``flip``), rows in input order.
+            CPU float32 tensor ``(N, D)`` (``(N, 2D)`` with ``flip`` and ``flip_mode="concat"``), rows in input
+            order.
 
         Raises:
             ValueError: for an empty input, an unsupported input type or shape, an unknown modality.
@@ -313,12 +300,15 @@ class FeatureExtractor:
         try:
             for images in loader:
                 with autocast:
-                    yield encode_with_flip(self.model, images.to(device), modality, self.flip).float().cpu()
+                    yield (
+                        encode_images(self.model, images.to(device), modality, self.flip, self.flip_mode).float().cpu()
+                    )
         finally:
             self.model.train(was_training)
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(model={type(self.model).__name__}, device={self.device}, modality="
-            f"{self.modality!r}, image_size={self.image_size}, batch_size={self.batch_size}, flip={self.flip})"
+            f"{self.modality!r}, image_size={self.image_size}, batch_size={self.batch_size}, flip={self.flip}, "
+            f"flip_mode={self.flip_mode!r})"
         )

@@ -39,7 +39,11 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
         help="input size (default: the checkpoint's training size)",
     )  # fmt: skip
-    parser.add_argument("--flip", action="store_true", help="bake flip test-time augmentation into the graph (2D)")
+    parser.add_argument("--flip", action="store_true", help="bake flip test-time augmentation into the graph")
+    parser.add_argument(
+        "--flip-mode", choices=["concat", "sum"], default="concat",
+        help="with --flip: concatenate (official, doubles D) or sum the two embeddings",
+    )  # fmt: skip
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     parser.add_argument("--legacy", action="store_true", help="use the TorchScript exporter instead of torch.export")
     parser.add_argument("--verify", action="store_true", help="compare onnxruntime with torch on a random batch")
@@ -61,11 +65,12 @@ def run_export(args: argparse.Namespace) -> int:
     model, trained_size = load_model(args.checkpoint)
     size = tuple(args.image_size) if args.image_size else trained_size
     path = export_onnx(
-        model, args.out, args.modality, image_size=size, flip=args.flip, opset=args.opset, dynamo=not args.legacy
-    )
+        model, args.out, args.modality, image_size=size, flip=args.flip, flip_mode=args.flip_mode, opset=args.opset,
+        dynamo=not args.legacy,
+    )  # fmt: skip
     print(f"wrote {path} ({args.modality} image encoder, input (batch, 3, {size[0]}, {size[1]}))")
     if args.verify:
-        diff = verify_onnx(path, model, args.modality, flip=args.flip)
+        diff = verify_onnx(path, model, args.modality, flip=args.flip, flip_mode=args.flip_mode)
         if diff > 1e-4:
             raise RuntimeError(f"onnxruntime and torch differ by {diff:.2e} (> 1e-4) on a random batch")
         print(f"verified with onnxruntime: max |onnx - torch| = {diff:.2e}")

@@ -21,7 +21,8 @@ from torch import nn
 from .._optional import atomic_target, require
 from ..data.samples import Modality
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..extract import check_image_size, encode_with_flip, load_model
+from ..evaluation.features import FLIP_MODES, encode_images, model_device
+from ..extract import check_image_size, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +37,23 @@ class ImageEncoderExport(nn.Module):
     Args:
         model: Module with ``encode_image(images, modality)`` (e.g. :class:`csdn.models.CSDN`), in eval mode.
         modality: ``"visible"`` or ``"infrared"``.
-        flip: Concatenate the embedding of the horizontally flipped image (``(B, 2D)``).
+        flip: Also embed the horizontally flipped image.
+        flip_mode: ``"concat"`` (``(B, 2D)``, official) or ``"sum"`` (``(B, D)``); as in the evaluator.
     """
 
-    def __init__(self, model: nn.Module, modality: str, flip: bool = False) -> None:
+    def __init__(self, model: nn.Module, modality: str, flip: bool = False, flip_mode: str = "concat") -> None:
         super().__init__()
-        self.model, self.modality, self.flip = model, Modality.parse(modality).value, bool(flip)
+        if flip_mode not in FLIP_MODES:
+            raise ValueError(f"Unknown value {flip_mode!r} for argument flip_mode. Valid values are {list(FLIP_MODES)}")
+        self.model, self.modality = model, Modality.parse(modality).value
+        self.flip, self.flip_mode = bool(flip), flip_mode
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Embed preprocessed images ``(B, 3, H, W)`` -> ``(B, D)`` (``(B, 2D)`` with flip)."""
-        return encode_with_flip(self.model, images, self.modality, self.flip)
+        """Embed preprocessed images ``(B, 3, H, W)`` -> ``(B, D)`` (``(B, 2D)`` with flip and ``"concat"``)."""
+        return encode_images(self.model, images, self.modality, self.flip, self.flip_mode)
 
 
-def _metadata(modality: str, image_size: tuple[int, int], flip: bool, dim: int) -> dict[str, str]:
+def _metadata(modality: str, image_size: tuple[int, int], flip: str, dim: int) -> dict[str, str]:
     from .. import __version__
 
     return {
@@ -57,7 +62,7 @@ def _metadata(modality: str, image_size: tuple[int, int], flip: bool, dim: int) 
         "input": f"{INPUT_NAME}: float32 (batch, 3, {image_size[0]}, {image_size[1]}), RGB resized to HxW (antialiased)"
         f", scaled to [0, 1], normalised with mean {list(IMAGENET_MEAN)} std {list(IMAGENET_STD)}",
         "output": f"{OUTPUT_NAME}: float32 (batch, {dim}); score = inner product (cosine for unit-norm rows)",
-        "flip": str(flip).lower(),
+        "flip": flip,  # "none", "concat" or "sum"
     }
 
 
@@ -87,6 +92,7 @@ def export_onnx(
     *,
     image_size: int | tuple[int, int] | None = None,
     flip: bool = False,
+    flip_mode: str = "concat",
     opset: int | None = None,
     dynamo: bool = True,
 ) -> Path:
@@ -100,7 +106,8 @@ def export_onnx(
         modality: ``"visible"`` or ``"infrared"``: whose stem the graph contains.
         image_size: Input ``(H, W)`` (default: the checkpoint's training size, else ``(288, 144)``); the
             spatial size is fixed in the graph because the attention-pool positional embedding is.
-        flip: Bake the official flip test-time augmentation into the graph (``D`` doubles).
+        flip: Bake the official flip test-time augmentation into the graph.
+        flip_mode: ``"concat"`` (``D`` doubles, official) or ``"sum"``.
         opset: ONNX opset (default: the exporter's own default; 17 for the legacy exporter).
         dynamo: Use torch's ``torch.export``-based exporter (needs ``onnxscript``); ``False`` uses the legacy
             TorchScript exporter.
@@ -116,8 +123,8 @@ def export_onnx(
     modality = Modality.parse(modality).value
     model, trained_size = load_model(checkpoint_or_model)
     size = check_image_size(image_size or trained_size or (288, 144))
-    device, was_training = next(model.parameters()).device, model.training
-    wrapper = ImageEncoderExport(model.cpu().eval(), modality, flip).eval()
+    device, was_training = model_device(model), model.training
+    wrapper = ImageEncoderExport(model.cpu().eval(), modality, flip, flip_mode).eval()
     example = torch.zeros(2, 3, *size)  # batch 2: torch.export specialises dimensions of size 1
     try:
         with torch.no_grad():
@@ -125,7 +132,7 @@ def export_onnx(
         with atomic_target(out) as tmp:
             _run_exporter(wrapper, example, tmp, opset, dynamo)
             proto = onnx.load(str(tmp))
-            onnx.helper.set_model_props(proto, _metadata(modality, size, flip, dim))
+            onnx.helper.set_model_props(proto, _metadata(modality, size, flip_mode if flip else "none", dim))
             onnx.checker.check_model(proto)
             onnx.save(proto, str(tmp))
     finally:
@@ -135,7 +142,14 @@ def export_onnx(
 
 
 def verify_onnx(
-    path: str | os.PathLike, model: nn.Module, modality: str, *, flip: bool = False, batch_size: int = 3, seed: int = 0
+    path: str | os.PathLike,
+    model: nn.Module,
+    modality: str,
+    *,
+    flip: bool = False,
+    flip_mode: str = "concat",
+    batch_size: int = 3,
+    seed: int = 0,
 ) -> float:
     """Max absolute difference between onnxruntime and torch on a random batch (needs ``onnxruntime``).
 
@@ -144,6 +158,7 @@ def verify_onnx(
         model: The torch model it was exported from.
         modality: The modality it was exported for.
         flip: Whether it was exported with flip.
+        flip_mode: The flip mode it was exported with.
         batch_size: Rows of the random batch (use one other than 2 to exercise the dynamic batch).
         seed: Seed of the private generator drawing the batch.
 
@@ -154,10 +169,12 @@ def verify_onnx(
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     shape = session.get_inputs()[0].shape  # ["batch", 3, H, W]
     images = torch.randn(batch_size, 3, int(shape[2]), int(shape[3]), generator=torch.Generator().manual_seed(seed))
-    device, was_training = next(model.parameters()).device, model.training
+    device, was_training = model_device(model), model.training
     try:
         with torch.no_grad():
-            expected = ImageEncoderExport(model.eval(), modality, flip)(images.to(device)).float().cpu().numpy()
+            expected = (
+                ImageEncoderExport(model.eval(), modality, flip, flip_mode)(images.to(device)).float().cpu().numpy()
+            )
     finally:
         model.train(was_training)
     (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})

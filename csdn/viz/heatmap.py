@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..evaluation.features import model_device
 from ..extract import preprocess
 from ._common import denormalize, new_figure, save_figure
 
@@ -198,6 +199,6 @@ def plot_activation_maps(
     images = preprocess(inputs, image_size)
     maps = {}
     for name, m in models.items():
-        device = next(m.parameters()).device
+        device = model_device(m)
         maps[name] = activation_maps(m, images.to(device), modality, method=method, labels=labels).cpu()
     return plot_heatmaps(images, maps, out, titles=titles, alpha=alpha, title=f"{modality} images, {method}")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..evaluation.features import model_device
 from ..extract import preprocess
 from ..search import rank_distances
 from .curves import plot_cmc
@@ -107,7 +108,7 @@ def write_evaluation_plots(
 
 def _match_heatmaps(model: nn.Module, queries, matches, image_size, out_dir: Path) -> dict[str, Path]:
     """Grad-CAM of each query w.r.t. its top-1 match's embedding and vice versa."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     q_images = preprocess([s.path for s in queries], image_size).to(device)
     g_images = preprocess([s.path for s in matches], image_size).to(device)
     q_mod, g_mod = queries[0].modality, matches[0].modality

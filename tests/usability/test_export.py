@@ -43,7 +43,7 @@ def test_graph_has_a_dynamic_batch_and_records_its_preprocessing(exported, tiny_
     assert dims[0].dim_param and not dims[0].dim_value  # symbolic batch
     assert [d.dim_value for d in dims[1:]] == [3, H, W]
     meta = onnx_metadata(exported)
-    assert meta["modality"] == "infrared" and meta["flip"] == "false"
+    assert meta["modality"] == "infrared" and meta["flip"] == "none"
     assert "0.485" in meta["input"] and f"{tiny_model.embed_dim})" in meta["output"]
     assert not [p for p in exported.parent.iterdir() if p.name != exported.name]  # no temp files left
     assert verify_onnx(exported, tiny_model, "infrared") <= 1e-4

@@ -83,6 +83,8 @@ def test_flip_concatenates_the_flipped_embedding(tiny_model, arrays, expected):
     out = FeatureExtractor(tiny_model, modality="infrared", image_size=(H, W), flip=True)(arrays)
     torch.testing.assert_close(out, torch.cat([refs["infrared"], flipped], dim=1), atol=1e-5, rtol=1e-5)
     assert out.shape[1] == 2 * tiny_model.embed_dim
+    summed = FeatureExtractor(tiny_model, modality="infrared", image_size=(H, W), flip=True, flip_mode="sum")(arrays)
+    torch.testing.assert_close(summed, refs["infrared"] + flipped, atol=1e-5, rtol=1e-5)
 
 
 def test_train_mode_is_restored_and_eval_mode_used(tiny_model, arrays, expected):
@@ -141,6 +143,8 @@ def test_folder_input_and_bad_arguments(tiny_model, tmp_path):
         FeatureExtractor(tiny_model, image_size=(H, W))([tmp_path])
     with pytest.raises(ValueError, match="Valid values are|valid values"):
         FeatureExtractor(tiny_model, modality="thermal")
+    with pytest.raises(ValueError, match="Unknown value 'mean' for argument flip_mode"):
+        FeatureExtractor(tiny_model, flip=True, flip_mode="mean")
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         FeatureExtractor(tiny_model, batch_size=0)
     with pytest.raises(ValueError, match="image_size must be a positive int or \\(height, width\\)"):

@@ -73,11 +73,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="quarter-size queries and galleries")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--repeat", type=int, default=5, help="csdn runs per case (best is reported)")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run")
     args = parser.parse_args()
     print(f"torch threads: {args.threads or 'default'}; sizes {'quarter (--quick)' if args.quick else 'full'}")
     header = ("case", "csdn s", "ref s", "speed-up", "csdn +RSS", "ref +RSS", "max |diff|")
     print("{:28s} {:>9s} {:>8s} {:>9s} {:>10s} {:>10s} {:>10s}".format(*header))
-    for name, (protocol, num_q, per_cell, size) in CASES.items():
+    for name in args.cases:
+        protocol, num_q, per_cell, size = CASES[name]
         if args.quick:
             num_q, size = num_q // 4, size // 4
         case_args = (protocol, num_q, per_cell, size)

@@ -81,11 +81,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="csdn runs per case (best is reported)")
     parser.add_argument("--skip-market-reference", action="store_true", help="the dense reference needs ~9 GB")
     parser.add_argument("--cache", default=None, help="directory for the cached distance matrices")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run")
     args = parser.parse_args()
     cache = Path(args.cache or tempfile.gettempdir()) / "csdn_bench_rerank"
     cache.mkdir(parents=True, exist_ok=True)
     print(f"torch threads: {args.threads or 'default'}; sizes {'quarter (--quick)' if args.quick else 'full'}")
-    for name, (num_q, num_g, ids) in CASES.items():
+    for name in args.cases:
+        num_q, num_g, ids = CASES[name]
         if args.quick:
             num_q, num_g = num_q // 4, num_g // 4
         key = f"{name}_{num_q}_{num_g}"

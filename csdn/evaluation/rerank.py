@@ -26,7 +26,8 @@ import torch
 __all__ = ["DistanceRows", "MatrixRows", "k_reciprocal_rerank", "re_ranking"]
 
 _BLOCK_ELEMENTS = 1 << 22  # rows per block = this / N
-_PAIR_BUDGET = 1 << 23  # (query entry, gallery entry) pairs per Jaccard step
+_SEARCH_ELEMENTS = 1 << 20  # neighbour-search rows per block = this / N (small blocks transpose cache-friendly)
+_PAIR_BUDGET = 1 << 22  # (query entry, gallery entry) pairs per Jaccard step
 _SCIPY_ON_CPU = True  # sparse products through scipy for CPU tensors (torch.sparse is used elsewhere)
 
 
@@ -76,13 +77,19 @@ class MatrixRows(DistanceRows):
         q_g: Query-gallery distances (Nq, Ng).
         q_q: Query-query distances (Nq, Nq).
         g_g: Gallery-gallery distances (Ng, Ng).
+        nonnegative: Whether all distances are >= 0 (computed when None); then the neighbour search runs on the
+            distances themselves instead of their squares.
     """
 
-    def __init__(self, q_g: torch.Tensor, q_q: torch.Tensor, g_g: torch.Tensor) -> None:
+    def __init__(
+        self, q_g: torch.Tensor, q_q: torch.Tensor, g_g: torch.Tensor, nonnegative: bool | None = None
+    ) -> None:
         self.q_g, self.q_q, self.g_g = q_g, q_q, g_g
         self.num_query, self.num_gallery = q_g.shape
         self.device = q_g.device
-        self.nonnegative = all(bool(m.amin() >= 0) for m in (q_g, q_q, g_g))
+        if nonnegative is None:
+            nonnegative = all(bool(m.amin() >= 0) for m in (q_g, q_q, g_g))
+        self.nonnegative = nonnegative
 
     @staticmethod
     def _sq(x: torch.Tensor) -> torch.Tensor:
@@ -98,14 +105,16 @@ class MatrixRows(DistanceRows):
 
     def _raw_rows(self, start: int, stop: int) -> torch.Tensor:
         nq = self.num_query
-        parts = []
-        if start < nq:
+        out = torch.empty(stop - start, self.num_items, dtype=self.q_g.dtype, device=self.device)
+        if start < nq:  # copy_ transposes straight into place (faster than cat, which copies twice)
             s, e = start, min(stop, nq)
-            parts.append(torch.cat([self.q_q[:, s:e].T, self.q_g[s:e]], dim=1))
+            out[: e - s, :nq].copy_(self.q_q[:, s:e].T)
+            out[: e - s, nq:].copy_(self.q_g[s:e])
         if stop > nq:
             s, e = max(start, nq) - nq, stop - nq
-            parts.append(torch.cat([self.q_g[:, s:e].T, self.g_g[:, s:e].T], dim=1))
-        return torch.cat(parts, dim=0)
+            out[-(e - s) :, :nq].copy_(self.q_g[:, s:e].T)
+            out[-(e - s) :, nq:].copy_(self.g_g[:, s:e].T)
+        return out
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         nq = self.num_query
@@ -258,7 +267,7 @@ def k_reciprocal_rerank(source: DistanceRows, k1: int = 20, k2: int = 6, lambda_
     """
     n, nq = source.num_items, source.num_query
     k = min(k1 + 1, n)
-    step = max(1, _BLOCK_ELEMENTS // n)
+    step = max(1, min(_BLOCK_ELEMENTS, _SEARCH_ELEMENTS) // n)
     row_max = torch.empty(n, dtype=torch.float32, device=source.device)
     nbrs = torch.empty(n, k, dtype=torch.long, device=source.device)
     for s in range(0, n, step):  # pass 1: row maxima and stable top-k neighbour lists
@@ -287,7 +296,8 @@ def _check_params(k1: Any, k2: Any, lambda_value: Any) -> None:
         raise ValueError(f"lambda_value must be a number in [0, 1], got {lambda_value!r}.")
 
 
-def _as_matrix(x: Any, name: str, shape: tuple[int, int], device: torch.device | None) -> torch.Tensor:
+def _as_matrix(x: Any, name: str, shape: tuple[int, int], device: torch.device | None) -> tuple[torch.Tensor, bool]:
+    """Validated float tensor, and whether all its entries are >= 0."""
     t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     t = t if device is None else t.to(device)
     if tuple(t.shape) != shape:
@@ -297,7 +307,7 @@ def _as_matrix(x: Any, name: str, shape: tuple[int, int], device: torch.device |
     lo, hi = torch.aminmax(t)  # NaN propagates; cheaper than a full isfinite pass
     if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
         raise ValueError(f"{name} contains NaN or infinite values.")
-    return t
+    return t, bool(lo >= 0)
 
 
 def re_ranking(
@@ -324,9 +334,9 @@ def re_ranking(
     if q_g.ndim != 2 or q_g.numel() == 0:
         raise ValueError(f"q_g_dist must be a non-empty 2-D (Nq, Ng) matrix, got shape {tuple(q_g.shape)}.")
     nq, ng = q_g.shape
-    q_g = _as_matrix(q_g, "q_g_dist", (nq, ng), None)
-    q_q = _as_matrix(q_q_dist, "q_q_dist", (nq, nq), q_g.device)
-    g_g = _as_matrix(g_g_dist, "g_g_dist", (ng, ng), q_g.device)
+    q_g, pos_qg = _as_matrix(q_g, "q_g_dist", (nq, ng), None)
+    q_q, pos_qq = _as_matrix(q_q_dist, "q_q_dist", (nq, nq), q_g.device)
+    g_g, pos_gg = _as_matrix(g_g_dist, "g_g_dist", (ng, ng), q_g.device)
     dtype = torch.promote_types(torch.promote_types(q_g.dtype, q_q.dtype), g_g.dtype)
-    source = MatrixRows(q_g.to(dtype), q_q.to(dtype), g_g.to(dtype))
+    source = MatrixRows(q_g.to(dtype), q_q.to(dtype), g_g.to(dtype), nonnegative=pos_qg and pos_qq and pos_gg)
     return k_reciprocal_rerank(source, k1, k2, float(lambda_value)).cpu().numpy()

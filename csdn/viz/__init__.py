@@ -8,7 +8,8 @@ raises an ImportError naming the extra.
 - :func:`plot_cmc`: CMC curves of several runs.
 - :func:`plot_modality_projection`: 2-D PCA (or t-SNE with scikit-learn) of visible vs infrared embeddings.
 - :func:`activation_maps` / :func:`plot_activation_maps`: Grad-CAM-style maps of the last image-encoder stage.
-- :func:`write_evaluation_plots`: all of the above for one evaluation (what ``csdn eval --plot DIR`` writes).
+- :func:`write_evaluation_plots`: all of the above for one query/gallery evaluation;
+  :func:`plot_evaluation`: the same from a ``VIReIDEvaluator`` and its report (what ``csdn eval --plot DIR`` writes).
 """
 
 from .curves import plot_cmc as plot_cmc
@@ -18,4 +19,5 @@ from .heatmap import plot_heatmaps as plot_heatmaps
 from .projection import plot_modality_projection as plot_modality_projection
 from .projection import project_2d as project_2d
 from .ranking import plot_ranked_lists as plot_ranked_lists
+from .report import plot_evaluation as plot_evaluation
 from .report import write_evaluation_plots as write_evaluation_plots

@@ -7,7 +7,7 @@ import os
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +23,64 @@ from .ranking import plot_ranked_lists
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["write_evaluation_plots"]
+__all__ = ["plot_evaluation", "write_evaluation_plots"]
+
+
+class _MeanCurve(NamedTuple):
+    cmc: np.ndarray
+    mAP: float
+
+
+def plot_evaluation(
+    out_dir: str | os.PathLike,
+    evaluator: Any,
+    model: nn.Module,
+    report: Any | None = None,
+    *,
+    image_size: tuple[int, int] = (288, 144),
+    setting: int = 0,
+    trial: int | None = None,
+    heatmaps: bool = True,
+    **kwargs: Any,
+) -> dict[str, Path]:
+    """Plots of a :class:`csdn.evaluation.VIReIDEvaluator` run: what ``csdn eval --plot DIR`` writes.
+
+    Ranked lists, projection and heatmaps use one split (``setting``-th setting, ``trial`` or the first
+    configured trial), embedded with the evaluator's own options (flip, metric, re-ranking); the CMC plot shows
+    the trial-mean curve of every setting in ``report``.
+
+    Args:
+        out_dir: Folder (created).
+        evaluator: The evaluator that produced ``report`` (its dataset, transform and options are reused).
+        model: The evaluated model.
+        report: Its :class:`csdn.evaluation.EvaluationReport` (optional; gives ``cmc.png``).
+        image_size: The model's input ``(H, W)`` (for the heatmaps' preprocessing).
+        setting: Index into ``evaluator.settings``.
+        trial: Trial of the split to show (default: the first configured one).
+        heatmaps: Also draw Grad-CAM heatmaps (needs a CSDN-like model).
+        **kwargs: Passed to :func:`write_evaluation_plots` (``topk``, ``max_queries``, ``seed``).
+
+    Returns:
+        ``{plot name: path}``.
+    """
+    from ..evaluation import distance, extract_features
+
+    split = evaluator.dataset.test(**evaluator.settings[setting], trial=evaluator.trials[0] if trial is None else trial)
+    options = (evaluator.transform, evaluator.batch_size, evaluator.device, evaluator.flip, evaluator.flip_mode)
+    q_feats = extract_features(model, split.query, split.query_modality, *options)
+    g_feats = extract_features(model, split.gallery, split.gallery_modality, *options)
+    dist = distance(q_feats, g_feats, evaluator.metric, evaluator.rerank, evaluator.k1, evaluator.k2,
+                    evaluator.lambda_value, device=evaluator.device)  # fmt: skip
+    results = None
+    if report is not None:
+        results = {}
+        for name in report.settings():
+            rows = [r for r in report.records if r.setting == name]
+            results[name] = _MeanCurve(np.mean([r.cmc for r in rows], axis=0), float(np.mean([r.mAP for r in rows])))
+    return write_evaluation_plots(
+        out_dir, split.query, split.gallery, dist, results=results, query_feats=q_feats, gallery_feats=g_feats,
+        model=model if heatmaps else None, image_size=image_size, **kwargs,
+    )  # fmt: skip
 
 
 def write_evaluation_plots(

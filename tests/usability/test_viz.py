@@ -194,3 +194,17 @@ def test_matplotlib_is_lazy_and_its_absence_names_the_extra(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"matplotlib is not installed; it comes with the 'viz' extra"):
         plot_cmc({"a": [1.0]}, tmp_path / "c.png")
+
+
+def test_plot_evaluation_from_an_evaluator_and_its_report(tiny_model, tmp_path):
+    from csdn.data import SYSUMM01
+    from csdn.data.synthetic import make_sysu
+    from csdn.evaluation import VIReIDEvaluator
+    from csdn.viz import plot_evaluation
+
+    dataset = SYSUMM01(make_sysu(tmp_path / "sysu", 2, 1, 3, images_per_cam=2))
+    evaluator = VIReIDEvaluator(dataset, height=H, width=W, trials=[0, 1])
+    report = evaluator.run(tiny_model)
+    written = plot_evaluation(tmp_path / "plots", evaluator, tiny_model, report, image_size=(H, W), max_queries=2)
+    assert sorted(written) == ["cmc", "heatmaps_query", "heatmaps_top1", "projection", "ranked_lists"]
+    assert all(path.is_file() for path in written.values())

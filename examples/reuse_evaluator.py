@@ -54,8 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(root: Path, quick: bool) -> None:
     dataset = SYSUMM01(root)
     height, width = (64, 32) if quick else (288, 144)
+    torch.manual_seed(0)  # the random backbone weights: examples may seed the global RNG, the library never does
     model = TorchvisionReID().eval()
-    torch.manual_seed(0)  # only so this example prints the same numbers every time
 
     # A. Your own features (here extracted with csdn's loader helper; any (N, D) tensor or array works).
     split = dataset.test(mode="all", shot="single", trial=0)

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -153,3 +155,17 @@ def test_folder_input_and_bad_arguments(tiny_model, tmp_path):
         FeatureExtractor(torch.nn.Linear(2, 2))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         FeatureExtractor(tmp_path / "missing.pt")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_extraction_matches_cpu_and_autocast_is_close(tiny_model, arrays, expected):
+    refs, _ = expected
+    model = copy.deepcopy(tiny_model)
+    extractor = FeatureExtractor(model, device="cuda", image_size=(H, W))
+    assert extractor.device.type == "cuda"
+    out = extractor(arrays)
+    assert out.device.type == "cpu" and out.dtype == torch.float32
+    torch.testing.assert_close(out, refs["visible"], atol=1e-4, rtol=1e-4)
+    half = FeatureExtractor(model, device="cuda", image_size=(H, W), autocast_dtype=torch.bfloat16)(arrays)
+    assert half.dtype == torch.float32 and torch.nn.functional.cosine_similarity(half, refs["visible"]).min() > 0.99

@@ -208,3 +208,15 @@ def test_plot_evaluation_from_an_evaluator_and_its_report(tiny_model, tmp_path):
     written = plot_evaluation(tmp_path / "plots", evaluator, tiny_model, report, image_size=(H, W), max_queries=2)
     assert sorted(written) == ["cmc", "heatmaps_query", "heatmaps_top1", "projection", "ranked_lists"]
     assert all(path.is_file() for path in written.values())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gradcam_on_cuda_matches_cpu(tiny_model):
+    import copy
+
+    images = torch.randn(2, 3, H, W, generator=torch.Generator().manual_seed(5))
+    cpu = activation_maps(tiny_model, images, "infrared")
+    gpu = activation_maps(copy.deepcopy(tiny_model).to("cuda"), images.to("cuda"), "infrared")
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-3, rtol=1e-3)

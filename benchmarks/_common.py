@@ -41,6 +41,8 @@ def reset_peak_rss() -> bool:
 def _child(queue: Any, setup: Callable, run: Callable, args: tuple, repeat: int, threads: int | None) -> None:
     import torch
 
+    import csdn.evaluation  # noqa: F401 - imported before the measurement so its RSS is not counted
+
     if threads:
         torch.set_num_threads(threads)
     data = setup(*args)
@@ -73,6 +75,16 @@ def measure(setup: Callable, run: Callable, args: tuple, repeat: int = 1, thread
         result["extra_rss"] = max(0, result["peak_rss"] - result["rss_before"])
     proc.join()
     return result
+
+
+def configure_openmp() -> str:
+    """Default OMP_WAIT_POLICY to PASSIVE for the measurement processes and return the policy in use.
+
+    On a shared, oversubscribed machine OpenMP's default busy-waiting makes every parallel torch op wait for
+    descheduled threads (a 2-thread run can be several times slower than a 1-thread run); passive waiting avoids
+    that. It must be set before a process starts OpenMP, so it is set here for the spawned children.
+    """
+    return os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def gib(n: int) -> str:

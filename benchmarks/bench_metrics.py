@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import gib, measure  # noqa: E402
+from _common import configure_openmp, gib, measure  # noqa: E402
 from _reference import reference_evaluate  # noqa: E402
 
 # name: (protocol, num_query, gallery builder args)
@@ -75,7 +75,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="csdn runs per case (best is reported)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run")
     args = parser.parse_args()
-    print(f"torch threads: {args.threads or 'default'}; sizes {'quarter (--quick)' if args.quick else 'full'}")
+    policy = configure_openmp()
+    size = "quarter (--quick)" if args.quick else "full"
+    print(f"torch threads: {args.threads or 'default'}; OMP_WAIT_POLICY={policy}; sizes {size}")
     header = ("case", "csdn s", "ref s", "speed-up", "csdn +RSS", "ref +RSS", "max |diff|")
     print("{:28s} {:>9s} {:>8s} {:>9s} {:>10s} {:>10s} {:>10s}".format(*header))
     for name in args.cases:

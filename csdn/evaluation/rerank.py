@@ -27,7 +27,7 @@ __all__ = ["DistanceRows", "MatrixRows", "k_reciprocal_rerank", "re_ranking"]
 
 _BLOCK_ELEMENTS = 1 << 22  # rows per block = this / N
 _SEARCH_ELEMENTS = 1 << 20  # neighbour-search rows per block = this / N (small blocks transpose cache-friendly)
-_PAIR_BUDGET = 1 << 22  # (query entry, gallery entry) pairs per Jaccard step
+_PAIR_BUDGET = 1 << 21  # (query entry, gallery entry) pairs per Jaccard step
 _SCIPY_ON_CPU = True  # sparse products through scipy for CPU tensors (torch.sparse is used elsewhere)
 
 
@@ -229,8 +229,8 @@ def _query_expansion(coo: tuple[torch.Tensor, ...], nbrs: torch.Tensor, k2: int,
     return out.indices()[0], out.indices()[1], out.values()
 
 
-def _jaccard(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.Tensor:
-    """Jaccard distances 1 - S / (2 - S), S[i, j] = sum_k min(V[i, k], V[nq + j, k]), as float32 (Nq, Ng)."""
+def _shared_mass(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.Tensor:
+    """S[i, j] = sum_k min(V[i, k], V[nq + j, k]) for queries i and gallery items j, float32 (Nq, Ng)."""
     rows, cols, vals = coo
     ng = n - nq
     is_q = rows < nq
@@ -252,7 +252,7 @@ def _jaccard(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.Tensor:
         m = torch.minimum(q_v[lo:hi][owner], g_v[pos])
         out.view(-1).index_add_(0, q_r[lo:hi][owner] * ng + g_r[pos], m)
         s = e
-    return 1.0 - out / (2.0 - out)
+    return out
 
 
 def k_reciprocal_rerank(source: DistanceRows, k1: int = 20, k2: int = 6, lambda_value: float = 0.3) -> torch.Tensor:
@@ -279,12 +279,13 @@ def k_reciprocal_rerank(source: DistanceRows, k1: int = 20, k2: int = 6, lambda_
     coo = _encode(source, k1, row_max, nbrs)
     if k2 != 1:
         coo = _query_expansion(coo, nbrs, k2, n)
-    final = _jaccard(coo, nq, n)
-    if lambda_value != 0:
-        for s in range(0, nq, step):
-            e = min(s + step, nq)
-            orig = source.query_gallery(s, e) / row_max[s:e, None]
-            final[s:e] = final[s:e] * (1 - lambda_value) + orig * lambda_value
+    final = _shared_mass(coo, nq, n)
+    for s in range(0, nq, step):  # in place, block by block: no extra (Nq, Ng) temporaries
+        block = final[s : s + step]
+        block.copy_(1.0 - block / (2.0 - block))  # Jaccard distance
+        if lambda_value != 0:
+            orig = source.query_gallery(s, s + block.shape[0]) / row_max[s : s + block.shape[0], None]
+            block.mul_(1 - lambda_value).add_(orig * lambda_value)
     return final
 
 

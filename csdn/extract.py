@@ -42,6 +42,7 @@ __all__ = [
     "list_images",
     "load_model",
     "preprocess",
+    "to_pil_image",
 ]
 
 #: File extensions :func:`list_images` treats as images (lower case).
@@ -114,13 +115,35 @@ def check_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     return size  # type: ignore[return-value]
 
 
-def _array_to_pil(array: np.ndarray) -> PIL.Image.Image:
-    """HxW or HxWxC (C in 1, 3, 4) uint8 / float-in-[0, 1] array -> RGB PIL image."""
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
+def to_pil_image(image: Any) -> PIL.Image.Image:
+    """One raw image -> RGB PIL image (grey and single-channel images are replicated to three channels).
+
+    Accepts a file path, a PIL image, a numpy array HxW / HxWx1 / HxWx3 / HxWx4 (uint8, or float in [0, 1]), or a
+    uint8 tensor (1 or 3, H, W).
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: for a folder, an undecodable file, or an unsupported type, shape or dtype (naming it).
+    """
+    if isinstance(image, (str, os.PathLike)):
+        if Path(image).is_dir():
+            raise ValueError(f"input {os.fspath(image)!r} is a folder; pass csdn.extract.list_images(folder)")
+        return load_image(image)
+    if isinstance(image, PIL.Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
+            raise ValueError(f"uint8 tensor images must be (C, H, W) with C 1 or 3, got {image.dtype} "
+                             f"{tuple(image.shape)}")  # fmt: skip
+        return v2.functional.to_pil_image(image.cpu()).convert("RGB")
+    if not isinstance(image, np.ndarray):
+        raise ValueError(
+            f"cannot read a {type(image).__name__} as an image; expected a path, PIL image, array or tensor"
+        )
+    array = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ValueError(
-            f"numpy images must be HxW, HxWx1, HxWx3 or HxWx4 (or a batch NxHxWxC), got shape {array.shape}"
+            f"numpy images must be HxW, HxWx1, HxWx3 or HxWx4 (or a batch NxHxWxC), got shape {image.shape}"
         )
     if np.issubdtype(array.dtype, np.floating):
         array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
@@ -155,29 +178,20 @@ class _InputDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         item = self.items[index]
-        if isinstance(item, (str, os.PathLike)):
-            if Path(item).is_dir():
-                raise ValueError(f"input {os.fspath(item)!r} is a folder; pass csdn.extract.list_images(folder)")
-            return self.transform(load_image(item))
-        if isinstance(item, PIL.Image.Image):
-            return self.transform(item.convert("RGB"))
-        if isinstance(item, np.ndarray):
-            return self.transform(_array_to_pil(item))
-        if isinstance(item, torch.Tensor):
-            return self._tensor(item, index)
-        raise ValueError(f"input {index} is a {type(item).__name__}; expected a path, PIL image, array or tensor")
+        if isinstance(item, torch.Tensor) and item.is_floating_point():
+            return self._preprocessed(item, index)
+        try:
+            return self.transform(to_pil_image(item))
+        except ValueError as error:
+            raise ValueError(f"input {index}: {error}") from None
 
-    def _tensor(self, item: torch.Tensor, index: int) -> torch.Tensor:
-        if item.dtype == torch.uint8:  # a raw CHW image: resize + normalise like a PIL image
-            if item.dim() != 3 or item.shape[0] not in (1, 3):
-                raise ValueError(f"uint8 tensor images must be (C, H, W) with C 1 or 3, got {tuple(item.shape)}")
-            return self.transform(v2.functional.to_pil_image(item.cpu()).convert("RGB"))
-        if not item.is_floating_point() or item.dim() != 3 or tuple(item.shape) != (3, *self.image_size):
+    def _preprocessed(self, item: torch.Tensor, index: int) -> torch.Tensor:
+        if item.dim() != 3 or tuple(item.shape) != (3, *self.image_size):
             height, width = self.image_size
             raise ValueError(
                 f"input {index}: float tensors are taken as preprocessed model inputs of shape (3, {height}, {width})"
-                f" (resized, ImageNet-normalised), got {item.dtype} {tuple(item.shape)}; "
-                "pass uint8 tensors, arrays, PIL images or paths to have them preprocessed"
+                f" (resized, ImageNet-normalised), got {tuple(item.shape)}; pass uint8 tensors, arrays, PIL images "
+                "or paths to have them preprocessed"
             )
         return item.float().cpu()
 

@@ -12,8 +12,8 @@ import PIL.Image
 import torch
 
 from .._optional import atomic_target, require
-from ..data.loaders import load_image
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..extract import to_pil_image
 
 __all__ = ["new_figure", "save_figure", "display_image", "denormalize"]
 
@@ -44,27 +44,13 @@ def denormalize(images: torch.Tensor) -> np.ndarray:
 
 
 def display_image(image: Any, size: Sequence[int] | None = None) -> np.ndarray:
-    """An image to show: path, PIL image, HxW / HxWx3 array (uint8 or float in [0, 1]) -> ``(H, W, 3)`` uint8.
+    """An image to show (anything :func:`csdn.extract.to_pil_image` reads) -> ``(H, W, 3)`` uint8 array.
 
     Args:
-        image: The image.
+        image: Path, PIL image, HxW / HxWxC array (uint8 or float in [0, 1]) or uint8 (C, H, W) tensor.
         size: Resize to ``(H, W)`` (antialiased) so grid cells line up; ``None`` keeps the size.
     """
-    if isinstance(image, (str, os.PathLike)):
-        pil = load_image(image)
-    elif isinstance(image, PIL.Image.Image):
-        pil = image.convert("RGB")
-    elif isinstance(image, (np.ndarray, torch.Tensor)):
-        array = np.asarray(image)
-        if np.issubdtype(array.dtype, np.floating):
-            array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
-        if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[2] not in (1, 3):
-            array = array.transpose(1, 2, 0)  # CHW -> HWC
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        pil = PIL.Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
-    else:
-        raise ValueError(f"cannot display a {type(image).__name__}: pass a path, PIL image or HxWx3 array")
+    pil = to_pil_image(image)
     if size is not None:
         pil = pil.resize((int(size[1]), int(size[0])), PIL.Image.Resampling.LANCZOS)
     return np.asarray(pil)

@@ -39,7 +39,7 @@ def _demo() -> TrainConfig:
         stage1=PromptStageConfig(epochs=6, batch_size=32, lr=3e-3, warmup_epochs=1, warmup_lr_init=1e-4),
         stage2=PromptStageConfig(epochs=4, batch_size=64, lr=3e-3, warmup_epochs=1, warmup_lr_init=1e-4),
         stage3=ImageStageConfig(
-            epochs=12, num_ids=8, num_pos=4, lr=1e-3, warmup_epochs=2, warmup_factor=0.1, milestones=(9,)
+            epochs=20, num_ids=8, num_pos=4, lr=3e-3, warmup_epochs=2, warmup_factor=0.1, milestones=(15,)
         ),
         runtime=RuntimeConfig(output_dir="runs/demo", log_every=20),
     )

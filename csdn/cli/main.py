@@ -1,0 +1,288 @@
+"""The ``csdn`` command line: ``train``, ``eval``, ``extract``, ``data stats``, ``export`` and ``demo``.
+
+Also runs as ``python -m csdn`` and under ``torchrun --nproc_per_node=N -m csdn train ...`` (DDP). This is the
+only module that wires the layers together (the trainer receives the evaluator as a callable). User mistakes
+(missing folder, unknown dataset, bad ``--set`` key, foreign checkpoint) print one ``csdn: error: ...`` line on
+stderr and exit with status 2; ``CSDN_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("csdn.cli")
+
+EXAMPLES = """examples:
+  csdn demo                                              # synthetic data, tiny CLIP, all stages, real protocol
+  csdn train --dataset sysu --root data/SYSU-MM01 --set runtime.output_dir=runs/sysu
+  csdn train --dataset sysu --root data/SYSU-MM01 --ablation baseline --set stage3.epochs=60
+  torchrun --nproc_per_node=4 -m csdn train --dataset llcm --root data/LLCM
+  csdn eval --root data/SYSU-MM01 --checkpoint runs/sysu/checkpoints/final.pt --json results.json
+  csdn extract --checkpoint final.pt --images gallery/ --modality visible --out gallery.pt
+  csdn data stats data/SYSU-MM01
+"""
+
+
+class UserError(ValueError):
+    """A mistake in the command line itself (reported like every other user error)."""
+
+
+# ------------------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``csdn`` argument parser (sub-commands set ``func``)."""
+    parser = argparse.ArgumentParser(
+        prog="csdn",
+        description="CSDN (CLIP-Driven Semantic Discovery Network) for visible-infrared person re-identification.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and results")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_extract(sub)
+    data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
+    stats = data.add_parser("stats", help="print split statistics of a dataset folder")
+    stats.add_argument("root", help="dataset folder (SYSU-MM01, RegDB or LLCM layout)")
+    stats.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="layout (default: detected)")
+    stats.set_defaults(func=_cmd_data_stats)
+    _add_demo(sub)
+    try:
+        from ..export import add_export_parser
+    except ImportError:  # the export extra is optional
+        pass
+    else:
+        add_export_parser(sub)
+    return parser
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train CSDN (three stages)", description="Train CSDN; see docs for the config.")
+    p.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="dataset (default: the preset's)")
+    p.add_argument("--root", required=True, help="dataset folder in its public layout")
+    p.add_argument("--config", help="YAML/JSON config file (partial files are merged onto the preset)")
+    p.add_argument("--preset", help="starting configuration: sysu, regdb, llcm or demo (default: the dataset's)")
+    p.add_argument("--ablation", help="csdn, csdn_add, csdn_none, clip_vireid or baseline")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config field, e.g. --set stage3.epochs=60 (repeatable)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue the run in runtime.output_dir")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test protocol")
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint with the dataset's full protocol")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by csdn train (final.pt or last.pt)")
+    p.add_argument("--root", required=True, help="dataset folder")
+    p.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="dataset (default: the checkpoint's)")
+    p.add_argument("--trials", type=int, help="number of trials to average (default: all the protocol has)")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
+    p.add_argument("--no-flip", action="store_true", help="do not add the flipped image's features")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _add_extract(sub: Any) -> None:
+    p = sub.add_parser("extract", help="embed images with a trained model")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by csdn train")
+    p.add_argument("--images", required=True, help="a folder of images or a text file with one path per line")
+    p.add_argument("--modality", required=True, choices=["visible", "infrared"], help="which stem to use")
+    p.add_argument("--out", required=True, help="output .pt file: {'features': (N, D), 'paths': [...], ...}")
+    p.add_argument("--no-flip", action="store_true", help="do not add the flipped image's features")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
+    p.set_defaults(func=_cmd_extract)
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="train and evaluate on a synthetic SYSU-MM01 in a few minutes on CPU")
+    p.add_argument("--dir", help="working folder for the dataset and the run (default: a new temporary folder)")
+    p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (about a minute)")
+    p.set_defaults(func=_cmd_demo)
+
+
+# ----------------------------------------------------------------------------------------------------- commands
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..data import open_dataset
+    from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
+    from ..engine.modeling import build_model
+    from ..engine.trainer import Trainer
+    from .reporting import make_evaluator, print_report
+    from .runs import resolve_train_config
+
+    cfg = resolve_train_config(args)
+    info = dist_info_from_env()
+    device = resolve_device(cfg.runtime.device, info)
+    if not info.is_main:
+        logging.getLogger("csdn").setLevel(logging.WARNING)
+    dataset = open_dataset(cfg.data.dataset, cfg.data.root, **_reader_kwargs(cfg.data.dataset, cfg.data.trial))
+    init_distributed(device, info)
+    file_handler = _log_to_file(Path(cfg.runtime.output_dir) / "train.log", info.is_main)
+    try:
+        model = build_model(cfg, dataset.train.num_classes, device)
+        evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
+        periodic = evaluator.training_callback() if evaluator is not None and cfg.runtime.eval_every > 0 else None
+        final = Trainer(cfg, model, dataset.train, evaluate=periodic, dist_info=info).fit(resume=args.resume)
+        if evaluator is not None:
+            print(f"final model: {final}")
+            if not args.no_eval:
+                print_report(evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json")
+    finally:
+        cleanup_distributed()
+        if file_handler is not None:
+            logging.getLogger("csdn").removeHandler(file_handler)
+            file_handler.close()
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from ..data import open_dataset
+    from ..engine.distributed import resolve_device
+    from ..engine.modeling import load_trained_model
+    from .reporting import make_evaluator, print_report
+
+    if args.trials is not None and args.trials < 1:
+        raise ValueError(f"--trials {args.trials} is invalid: expected a number of trials >= 1")
+    device = resolve_device(args.device)
+    model, cfg, _ = load_trained_model(args.checkpoint, device)
+    name = args.dataset or cfg.data.dataset
+    dataset = open_dataset(name, args.root, **_reader_kwargs(name, cfg.data.trial))
+    evaluator = make_evaluator(
+        dataset, cfg, device, rerank=args.rerank, flip=not args.no_flip, batch_size=args.batch_size
+    )
+    print_report(evaluator.run(model, args.trials), args.json)
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from ..engine.checkpoint import save_checkpoint
+    from ..engine.distributed import resolve_device
+    from ..extract import FeatureExtractor
+
+    paths = _image_list(args.images)
+    extractor = FeatureExtractor(
+        args.checkpoint, device=resolve_device(args.device), modality=args.modality, batch_size=args.batch_size,
+        flip=not args.no_flip,
+    )  # fmt: skip
+    features = extractor(paths)
+    save_checkpoint(
+        {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": not args.no_flip},
+        args.out,
+    )
+    print(f"wrote {args.out}: {tuple(features.shape)} {args.modality} features of {len(paths)} images")
+    return 0
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from ..data import open_dataset
+
+    print(open_dataset(args.dataset, args.root).describe())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    run_demo(args.dir, quick=args.quick, out=print)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+def _reader_kwargs(name: str, trial: int) -> dict[str, Any]:
+    return {"trial": trial} if name == "regdb" else {}
+
+
+def _image_list(spec: str) -> list[str]:
+    from ..extract import list_images
+
+    path = Path(spec)
+    if path.is_dir():
+        return list_images(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--images {spec!r} is neither a folder nor a text file listing images")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"--images {spec!r} lists no image; expected one path per line")
+    base = path.parent
+    return [str(p if Path(p).is_absolute() else base / p) for p in lines]
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at emit time (robust to redirection between calls of :func:`main`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # logging must never break the command
+            self.handleError(record)
+
+
+def _log_to_file(path: Path, enabled: bool) -> logging.Handler | None:
+    if not enabled:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("csdn").addHandler(handler)
+    return handler
+
+
+def _configure_logging(quiet: bool) -> None:
+    root = logging.getLogger("csdn")
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("csdn")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``csdn`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.quiet)
+    from ..engine.trainer import NonFiniteLossError
+
+    try:
+        return int(args.func(args) or 0)
+    except NonFiniteLossError as error:
+        print(f"csdn: error: {error}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as error:
+        if os.environ.get("CSDN_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"csdn: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("csdn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

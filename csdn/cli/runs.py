@@ -1,0 +1,48 @@
+"""Helpers of the CLI commands: configuration resolution for ``csdn train``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..engine.config import TrainConfig, apply_overrides, config_from_dict, config_to_dict
+from ..engine.presets import PRESETS, apply_ablation, get_preset
+
+__all__ = ["resolve_train_config"]
+
+
+def _read_config_file(path: str) -> dict:
+    from ..engine.config import load_config
+
+    # validate the file on its own first (unknown keys, types), then merge only the keys it sets
+    load_config(path)
+    suffix = Path(path).suffix.lower()
+    text = Path(path).read_text(encoding="utf-8")
+    if suffix == ".json":
+        return json.loads(text)
+    import yaml
+
+    return yaml.safe_load(text) or {}
+
+
+def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
+    """Build the run config: preset <- ``--config`` file <- ``--ablation`` <- ``--set`` <- ``--dataset``/``--root``.
+
+    Raises:
+        ValueError: for an unknown preset/ablation, a bad config file or a bad ``--set`` item.
+    """
+    preset = args.preset or args.dataset or "sysu"
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    data = config_to_dict(get_preset(preset))
+    if args.config:
+        for section, values in _read_config_file(args.config).items():
+            data[section].update(values)
+    cfg = config_from_dict(data)
+    if args.ablation:
+        cfg = apply_ablation(cfg, args.ablation)
+    extra = [f"data.root={args.root}"]
+    if args.dataset:
+        extra.append(f"data.dataset={args.dataset}")
+    return apply_overrides(cfg, [*args.overrides, *extra])

@@ -1,0 +1,124 @@
+"""The csdn command line: user mistakes are one clear line with exit status 2; train -> eval -> extract works."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from csdn.cli import main
+from csdn.data.synthetic import make_sysu
+from csdn.engine import config_to_dict, get_preset, save_checkpoint
+
+TINY = [
+    "data.height=32", "data.width=16", "data.pad=2", "data.num_workers=0", "stage1.epochs=1", "stage1.batch_size=8",
+    "stage2.epochs=1", "stage2.batch_size=16", "stage3.epochs=1", "stage3.num_ids=4", "stage3.num_pos=2",
+    "runtime.progress=false",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sysu_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli") / "sysu"
+    make_sysu(root, num_train_ids=6, num_val_ids=2, num_test_ids=4, images_per_cam=2, image_size=(32, 16), seed=5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(sysu_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    sets = [x for item in [*TINY, f"runtime.output_dir={out}"] for x in ("--set", item)]
+    assert main(["-q", "train", "--preset", "demo", "--root", str(sysu_root), *sets, "--no-eval"]) == 0
+    return out / "checkpoints" / "final.pt"
+
+
+def run_cli(capsys, *argv):
+    code = main(list(map(str, argv)))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        (["data", "stats", "{tmp}/missing"], "not found"),
+        (["train", "--root", "{tmp}/missing"], "not found"),
+        (["train", "--root", "{root}", "--set", "stage3.nope=1"], "unknown config key 'stage3.nope'"),
+        (["train", "--root", "{root}", "--set", "stage3.epochs=two"], "stage3.epochs='two' is invalid"),
+        (["train", "--root", "{root}", "--set", "epochs"], "expected section.key=value"),
+        (["train", "--root", "{root}", "--preset", "market"], "unknown preset 'market'"),
+        (["train", "--root", "{root}", "--ablation", "nope"], "unknown ablation 'nope'"),
+        (["train", "--root", "{root}", "--config", "{tmp}/none.yaml"], "config file"),
+        (["train", "--root", "{root}", "--dataset", "regdb"], "RegDB: folder"),
+        (["eval", "--root", "{root}", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
+        (["eval", "--root", "{root}", "--checkpoint", "{tmp}/raw.pt"], "not a csdn training checkpoint"),
+        (["eval", "--root", "{root}", "--checkpoint", "{tmp}/foreign.pt"], "does not fit the model"),
+        (
+            [
+                "extract",
+                "--checkpoint",
+                "{tmp}/raw.pt",
+                "--images",
+                "{tmp}/none",
+                "--modality",
+                "visible",
+                "--out",
+                "{tmp}/f.pt",
+            ],
+            "neither a folder nor a text file",
+        ),  # fmt: skip
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(capsys, tmp_path, sysu_root, argv, phrase):
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "raw.pt")
+    foreign = {"model": {"conv.weight": torch.zeros(1)}, "config": config_to_dict(get_preset("demo")), "num_classes": 3}
+    save_checkpoint(foreign, tmp_path / "foreign.pt")
+    argv = [a.format(tmp=tmp_path, root=sysu_root) for a in argv]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    error_lines = [line for line in err.splitlines() if line.startswith("csdn: error: ")]
+    assert len(error_lines) == 1 and err.splitlines()[-1] == error_lines[0], err
+    assert phrase in error_lines[0]
+    assert "Traceback" not in err
+
+
+def test_argparse_mistakes_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--root", "x", "--dataset", "market"])
+    assert info.value.code == 2 and "invalid choice: 'market'" in capsys.readouterr().err
+
+
+def test_train_eval_extract_round_trip(capsys, trained, sysu_root, tmp_path):
+    run_dir = trained.parents[1]
+    assert (run_dir / "train.log").is_file() and (run_dir / "metrics.jsonl").is_file()
+    code, out, _ = run_cli(capsys, "-q", "eval", "--root", sysu_root, "--checkpoint", trained, "--trials", 2,
+                           "--json", tmp_path / "eval.json")  # fmt: skip
+    assert code == 0 and "sysu all-search single-shot" in out
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert len(report["records"]) == 4 * 2  # 4 settings x 2 trials
+    assert 0.0 <= report["summary"]["sysu all-search single-shot"]["mAP"]["mean"] <= 1.0
+    images = sysu_root / "cam3"
+    code, out, _ = run_cli(capsys, "-q", "extract", "--checkpoint", trained, "--images", images, "--modality",
+                           "infrared", "--out", tmp_path / "feats.pt")  # fmt: skip
+    assert code == 0
+    saved = torch.load(tmp_path / "feats.pt", weights_only=True)
+    assert saved["features"].shape[0] == len(saved["paths"]) == len(list(images.rglob("*.jpg")))
+    assert saved["modality"] == "infrared"
+
+
+def test_resume_of_a_finished_run_and_data_stats(capsys, trained, sysu_root):
+    out_dir = trained.parents[1]
+    sets = [x for item in [*TINY, f"runtime.output_dir={out_dir}"] for x in ("--set", item)]
+    code, _, err = run_cli(capsys, "-q", "train", "--preset", "demo", "--root", sysu_root, *sets, "--no-eval")
+    assert code == 2 and "already holds a checkpoint" in err
+    code, _, _ = run_cli(capsys, "-q", "train", "--preset", "demo", "--root", sysu_root, *sets, "--no-eval",
+                         "--resume")  # fmt: skip
+    assert code == 0
+    code, out, _ = run_cli(capsys, "data", "stats", sysu_root)
+    assert code == 0 and "train: 8 ids" in out
+
+
+def test_python_dash_m_csdn():
+    result = subprocess.run([sys.executable, "-m", "csdn", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "demo" in result.stdout and "train" in result.stdout

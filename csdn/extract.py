@@ -69,23 +69,29 @@ def list_images(root: str | os.PathLike, recursive: bool = True) -> list[str]:
 
 
 def load_model(
-    checkpoint_or_model: str | os.PathLike | nn.Module, device: str | torch.device | None = None
+    checkpoint_or_model: str | os.PathLike | nn.Module,
+    device: str | torch.device | None = None,
+    image_size: int | tuple[int, int] | None = None,
 ) -> tuple[nn.Module, tuple[int, int] | None]:
-    """Resolve a model argument: a module is used as is, a path is loaded as a ``csdn train`` checkpoint.
+    """Resolve a model argument: a module is used as is, a path is loaded as a checkpoint.
 
     Args:
-        checkpoint_or_model: Any ``nn.Module`` with ``encode_image(images, modality)``, or the path of a
-            checkpoint written by ``csdn train`` (rebuilt with :func:`csdn.engine.modeling.load_trained_model`).
-            For the authors' released weights build the module with :func:`csdn.models.csdn_from_official`.
+        checkpoint_or_model: Any ``nn.Module`` with ``encode_image(images, modality)``; or the path of a checkpoint
+            written by ``csdn train`` (rebuilt exactly from the config it carries, see
+            :func:`csdn.engine.modeling.load_trained_model`); or of a checkpoint of the authors' official code
+            (``model_<epoch>.pth``, rebuilt with :func:`csdn.models.csdn_from_official`; the report of the key
+            mapping is logged).
         device: Where the model should live; ``None`` keeps a module where it is and loads checkpoints on CPU.
+        image_size: Input ``(H, W)`` an official checkpoint was trained at (default ``(288, 144)``); csdn
+            checkpoints record theirs.
 
     Returns:
-        ``(model, image_size)`` where ``image_size`` is the checkpoint's training input ``(H, W)`` (``None`` for a
-        module).
+        ``(model, image_size)``: the model in eval mode for checkpoints, and its training input ``(H, W)``
+        (``None`` for a module).
 
     Raises:
         FileNotFoundError: if the checkpoint does not exist.
-        ValueError: if the file is not a csdn checkpoint, or the module has no ``encode_image``.
+        ValueError: if the file is neither kind of checkpoint, or the module has no ``encode_image``.
     """
     if isinstance(checkpoint_or_model, nn.Module):
         if not callable(getattr(checkpoint_or_model, "encode_image", None)):
@@ -99,12 +105,33 @@ def load_model(
         raise ValueError(
             f"checkpoint_or_model must be a checkpoint path or an nn.Module, got {type(checkpoint_or_model).__name__}"
         )
+    from .engine.checkpoint import load_checkpoint
     from .engine.modeling import load_trained_model
 
-    model, cfg, _ = load_trained_model(checkpoint_or_model, device="cpu" if device is None else device)
-    logger.info("loaded %s (%s, %dx%d input)", os.fspath(checkpoint_or_model), cfg.model.clip, cfg.data.height,
-                cfg.data.width)  # fmt: skip
+    path, device = os.fspath(checkpoint_or_model), "cpu" if device is None else device
+    try:
+        load_checkpoint(path, map_location="meta")  # cheap format check; FileNotFoundError for a missing file
+    except ValueError as not_csdn:
+        return _load_official(path, device, image_size, not_csdn)
+    model, cfg, _ = load_trained_model(path, device=device)
+    logger.info("loaded %s (%s, %dx%d input)", path, cfg.model.clip, cfg.data.height, cfg.data.width)
     return model, (cfg.data.height, cfg.data.width)
+
+
+def _load_official(path: str, device, image_size, not_csdn: ValueError) -> tuple[nn.Module, tuple[int, int]]:
+    """Second attempt of :func:`load_model`: a checkpoint of the official CSDN code."""
+    from .models.official import csdn_from_official
+
+    size = check_image_size(image_size or (288, 144))
+    try:
+        model, report = csdn_from_official(path, image_size=size, device=device)
+    except (ValueError, RuntimeError, KeyError) as not_official:
+        raise ValueError(
+            f"checkpoint {path!r} is neither a csdn training checkpoint nor an official CSDN checkpoint "
+            f"({not_csdn}; as an official checkpoint: {str(not_official).splitlines()[0]})"
+        ) from None
+    logger.info("loaded official CSDN checkpoint %s at %dx%d: %s", path, *size, str(report).splitlines()[0])
+    return model, size
 
 
 def check_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
@@ -264,7 +291,7 @@ class FeatureExtractor:
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
         self.modality = Modality.parse(modality).value
-        self.model, trained_size = load_model(checkpoint_or_model, device)
+        self.model, trained_size = load_model(checkpoint_or_model, device, image_size)
         self.image_size = check_image_size(image_size or trained_size or (288, 144))
         self.batch_size, self.flip, self.flip_mode, self.num_workers = batch_size, bool(flip), flip_mode, num_workers
         self.autocast_dtype = autocast_dtype

@@ -32,12 +32,15 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "batch dimension. Input: preprocessed images (batch, 3, H, W); output: embeddings (batch, D).",
         epilog=f"example: {EXAMPLE}",
     )
-    parser.add_argument("--checkpoint", required=True, help="checkpoint written by `csdn train` (e.g. final.pt)")
+    parser.add_argument(
+        "--checkpoint", required=True,
+        help="checkpoint written by `csdn train` (e.g. final.pt) or by the official CSDN code (model_<epoch>.pth)",
+    )  # fmt: skip
     parser.add_argument("--modality", required=True, choices=["visible", "infrared"], help="whose stem to export")
     parser.add_argument("--out", required=True, help="destination .onnx file (written atomically)")
     parser.add_argument(
         "--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-        help="input size (default: the checkpoint's training size)",
+        help="input size (default: the csdn checkpoint's training size; 288 144 for official checkpoints)",
     )  # fmt: skip
     parser.add_argument("--flip", action="store_true", help="bake flip test-time augmentation into the graph")
     parser.add_argument(
@@ -62,7 +65,7 @@ def run_export(args: argparse.Namespace) -> int:
     from ..extract import load_model
     from .onnx_export import export_onnx, verify_onnx
 
-    model, trained_size = load_model(args.checkpoint)
+    model, trained_size = load_model(args.checkpoint, image_size=tuple(args.image_size) if args.image_size else None)
     size = tuple(args.image_size) if args.image_size else trained_size
     path = export_onnx(
         model, args.out, args.modality, image_size=size, flip=args.flip, flip_mode=args.flip_mode, opset=args.opset,

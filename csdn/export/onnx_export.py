@@ -121,7 +121,7 @@ def export_onnx(
     """
     onnx = require("onnx", "onnx")
     modality = Modality.parse(modality).value
-    model, trained_size = load_model(checkpoint_or_model)
+    model, trained_size = load_model(checkpoint_or_model, image_size=image_size)
     size = check_image_size(image_size or trained_size or (288, 144))
     device, was_training = model_device(model), model.training
     wrapper = ImageEncoderExport(model.cpu().eval(), modality, flip, flip_mode).eval()

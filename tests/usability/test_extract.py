@@ -169,3 +169,46 @@ def test_cuda_extraction_matches_cpu_and_autocast_is_close(tiny_model, arrays, e
     torch.testing.assert_close(out, refs["visible"], atol=1e-4, rtol=1e-4)
     half = FeatureExtractor(model, device="cuda", image_size=(H, W), autocast_dtype=torch.bfloat16)(arrays)
     assert half.dtype == torch.float32 and torch.nn.functional.cosine_similarity(half, refs["visible"]).min() > 0.99
+
+
+def _to_official_names(state: dict) -> dict:
+    """Our state dict written in the official code's naming (the table in csdn/models/official.py's docstring)."""
+    stem = ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3"]
+    literal = [(f"image_encoder.stems.visible.{n}.", f"image_encoder1.{i}.") for i, n in enumerate(stem)]
+    literal += [(f"image_encoder.stems.infrared.{n}.", f"image_encoder2.{i}.") for i, n in enumerate(stem)]
+    literal += [(f"image_encoder.layer{i + 1}.", f"image_encoder.{i}.") for i in range(4)]
+    literal += [
+        ("image_encoder.attnpool.", "attnpool."),
+        ("image_encoder.gem.p", "classifier.GEM.p"),
+        ("head_global.bn.", "classifier.BN."),
+        ("head_global.classifier.", "classifier.classifier."),
+        ("head_proj.bn.", "classifier2.BN."),
+        ("head_proj.classifier.", "classifier2.classifier."),
+        ("prompt_learners.visible.ctx", "prompt_learner1.cls_ctx"),
+        ("prompt_learners.visible.", "prompt_learner1."),
+        ("prompt_learners.infrared.ctx", "prompt_learner2.cls_ctx"),
+        ("prompt_learners.infrared.", "prompt_learner2."),
+        ("text_encoder.", "text_encoder."),
+        ("integrator.q_proj.0.", "attention_fusion.embedding_q.0."),
+        ("integrator.k_proj.0.", "attention_fusion.embedding_k.0."),
+        ("integrator.v_proj.0.", "attention_fusion.embedding_v.0."),
+        ("integrator.out_proj.", "attention_fusion.embedding_common.0."),
+    ]
+    out = {}
+    for key, value in state.items():
+        if key.startswith("hse."):
+            continue  # official checkpoints have no HSE text bank
+        old, new = next((o, n) for o, n in literal if key.startswith(o))
+        out["module." + new + key[len(old) :]] = value  # saved from nn.DataParallel
+    return out
+
+
+def test_official_checkpoints_load_too(tiny_model, arrays, expected, tmp_path):
+    refs, _ = expected
+    path = tmp_path / "model_119.pth"
+    torch.save(_to_official_names(tiny_model.state_dict()), path)
+    extractor = FeatureExtractor(path, modality="infrared", image_size=(H, W))
+    torch.testing.assert_close(extractor(arrays), refs["infrared"], atol=1e-5, rtol=1e-5)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="neither a csdn training checkpoint nor an official CSDN checkpoint"):
+        FeatureExtractor(tmp_path / "other.pt")

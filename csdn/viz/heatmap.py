@@ -89,7 +89,7 @@ def activation_maps(
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad():
+        with torch.set_grad_enabled(method == "gradcam"):
             x = images.detach().clone().requires_grad_(method == "gradcam")  # gradients flow even if frozen
             score = _score(model, x, modality, labels, reference)
             fmap = _as_map(captured[-1], model)

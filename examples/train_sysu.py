@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     # 2. Configuration: a preset plus key=value overrides, saved next to the run.
     overrides = [f"runtime.output_dir={out / 'run'}", *(QUICK if args.quick else []), *args.overrides]
     cfg = apply_overrides(cfg, overrides)
-    save_config(cfg, out / "config.yaml")
+    save_config(cfg, out / "config.json")  # .yaml works too with PyYAML installed
 
     # 3. Model and trainer. The trainer never imports the evaluator: it receives a callable.
     model = build_model(cfg, dataset.train.num_classes)

@@ -23,7 +23,7 @@ def _run(script: str, *args: str, cwd: Path) -> str:
 def test_train_sysu(tmp_path):
     out = _run("train_sysu.py", "--synthetic", "--quick", "--out", str(tmp_path / "run"), cwd=tmp_path)
     assert "sysu all-search single-shot" in out and (tmp_path / "run" / "run" / "checkpoints" / "final.pt").is_file()
-    assert (tmp_path / "run" / "eval.json").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+    assert (tmp_path / "run" / "eval.json").is_file() and (tmp_path / "run" / "config.json").is_file()
 
 
 def test_evaluate_checkpoint(tmp_path):

@@ -72,7 +72,9 @@ class _Meter:
         self.count += 1
 
     def means(self) -> dict[str, float]:
-        return {k: float(all_reduce_mean(torch.tensor(v / max(self.count, 1)))) for k, v in self.sums.items()}
+        """Per-key means over this epoch's steps (averaged over ranks), plus ``steps`` (this rank's count)."""
+        means = {k: float(all_reduce_mean(torch.tensor(v / max(self.count, 1)))) for k, v in self.sums.items()}
+        return {**means, "steps": self.count}
 
 
 class Trainer:

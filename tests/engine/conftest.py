@@ -1,6 +1,7 @@
 """Shared fixtures of the engine tests: a tiny synthetic SYSU-MM01 tree and a tiny, fast training config."""
 
 import pytest
+import torch
 
 from csdn.data import SYSUMM01
 from csdn.data.synthetic import make_sysu
@@ -43,3 +44,12 @@ def tiny_cfg(tmp_path):
         return apply_overrides(get_preset("demo"), [*TINY_OVERRIDES, f"runtime.output_dir={tmp_path / output}", *extra])
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # engine tests train tiny models: one thread is as fast and immune to oversubscribed cores (spinning OpenMP)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

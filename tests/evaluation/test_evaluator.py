@@ -113,3 +113,20 @@ def test_evaluator_errors(tiny_sysu):
         VIReIDEvaluator(dataset, metric="hamming")
     with pytest.raises(ValueError, match="argument flip_mode"):
         VIReIDEvaluator(dataset, flip_mode="max")
+
+
+@pytest.mark.parametrize("name", ["regdb", "llcm"])
+def test_other_datasets_run_all_settings(name, tmp_path, pooling_model):
+    from csdn.data import LLCM, RegDB
+    from csdn.data.synthetic import make_llcm, make_regdb
+
+    if name == "regdb":
+        dataset = RegDB(make_regdb(tmp_path, num_ids=6, images_per_id=2, image_size=(32, 16), num_trials=2))
+        trials = (1, 2)  # RegDB trials are its split files; one reader evaluates any of them
+    else:
+        dataset = LLCM(make_llcm(tmp_path, num_train_ids=2, num_test_ids=4, images_per_cam=1, image_size=(32, 16)))
+        trials = (0, 1)
+    report = VIReIDEvaluator(dataset, trials=trials, transform=build_test_transform(32, 16)).run(pooling_model)
+    assert len(report.settings()) == 2 and len(report.records) == 4
+    assert {r.protocol for r in report.records} == {name}
+    assert {r.trial for r in report.records} == set(trials)

@@ -213,7 +213,7 @@ def _chunk_metrics(
     q_cams: torch.Tensor | None,
     g_pids: torch.Tensor,
     g_cams: torch.Tensor | None,
-    g_onehot: torch.Tensor | None,
+    g_uid: torch.Tensor | None,
     protocol: Protocol,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-query metrics of one chunk of queries.
@@ -225,7 +225,7 @@ def _chunk_metrics(
         dist: Float distances (c, G).
         q_pids, q_cams: Query ids and cameras, shape (c,).
         g_pids, g_cams: Gallery ids and cameras, shape (G,).
-        g_onehot: Float (G, U) one-hot gallery identity matrix for the unique-identity CMC, else None.
+        g_uid: Gallery identity indices 0..U-1 (G,) for the unique-identity CMC, else None.
         protocol: The protocol.
 
     Returns:
@@ -245,7 +245,7 @@ def _chunk_metrics(
     ap = torch.where(real, (t + 1).double() / (rank + 1).double(), 0.0).sum(1) / num_pos.clamp(min=1)
     last = rank.gather(1, (num_pos - 1).clamp(min=0)[:, None]).squeeze(1)
     inp = num_pos.double() / (last + 1).double()
-    if g_onehot is None:
+    if g_uid is None:
         return num_pos, rank[:, 0], ap, inp
     # unique-identity CMC: count the identities having a kept item ranked before the first match
     # (kept items of the query's identity are all matches, so none of them precedes the first match)
@@ -253,7 +253,10 @@ def _chunk_metrics(
     rows = tied[:, 0].nonzero().squeeze(1)
     if rows.numel():
         ahead[rows] |= _tied_ahead(kept_d, rows, pos_d[rows, 0], pos_i[rows, 0])
-    first = ((ahead.to(g_onehot.dtype) @ g_onehot) > 0).sum(1)
+    rows, cols = ahead.nonzero(as_tuple=True)
+    seen = torch.zeros(dist.shape[0], int(g_uid.max()) + 1, dtype=torch.bool, device=dist.device)
+    seen[rows, g_uid[cols]] = True
+    first = seen.sum(1)
     return num_pos, first, ap, inp
 
 
@@ -295,15 +298,14 @@ def evaluate(
         dist = dist.double()
     elif dist.dtype in (torch.float16, torch.bfloat16):
         dist = dist.float()  # exact; numpy cannot sort bfloat16
-    g_onehot = None
+    g_uid = None
     if proto.unique_cmc:
         _, g_uid = torch.unique(gp, return_inverse=True)
-        g_onehot = torch.nn.functional.one_hot(g_uid).to(torch.float32)
     step = max(1, _CHUNK_ELEMENTS // num_g)
     outs = []
     for s in range(0, num_q, step):
         sl = slice(s, s + step)
-        outs.append(_chunk_metrics(dist[sl], qp[sl], None if qc is None else qc[sl], gp, gc, g_onehot, proto))
+        outs.append(_chunk_metrics(dist[sl], qp[sl], None if qc is None else qc[sl], gp, gc, g_uid, proto))
     num_pos, first, ap, inp = (torch.cat(t).cpu() for t in zip(*outs, strict=True))
     valid = num_pos > 0
     num_valid = int(valid.sum())

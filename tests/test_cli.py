@@ -28,7 +28,8 @@ def sysu_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(sysu_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    sets = [x for item in [*TINY, f"runtime.output_dir={out}"] for x in ("--set", item)]
+    extra = [f"runtime.output_dir={out}", "data.val_ids=2", "runtime.eval_every=1"]
+    sets = [x for item in [*TINY, *extra] for x in ("--set", item)]
     assert main(["-q", "train", "--preset", "demo", "--root", str(sysu_root), *sets, "--no-eval"]) == 0
     return out / "checkpoints" / "final.pt"
 
@@ -92,6 +93,8 @@ def test_argparse_mistakes_exit_2(capsys):
 def test_train_eval_extract_round_trip(capsys, trained, sysu_root, tmp_path):
     run_dir = trained.parents[1]
     assert (run_dir / "train.log").is_file() and (run_dir / "metrics.jsonl").is_file()
+    validation = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if "stage3/eval" in x]
+    assert len(validation) == 1 and 0.0 <= validation[0]["rank1"] <= 1.0  # held-out ids, not the test set
     code, out, _ = run_cli(capsys, "-q", "eval", "--root", sysu_root, "--checkpoint", trained, "--trials", 2,
                            "--json", tmp_path / "eval.json")  # fmt: skip
     assert code == 0 and "sysu all-search single-shot" in out
@@ -109,7 +112,8 @@ def test_train_eval_extract_round_trip(capsys, trained, sysu_root, tmp_path):
 
 def test_resume_of_a_finished_run_and_data_stats(capsys, trained, sysu_root):
     out_dir = trained.parents[1]
-    sets = [x for item in [*TINY, f"runtime.output_dir={out_dir}"] for x in ("--set", item)]
+    extra = [f"runtime.output_dir={out_dir}", "data.val_ids=2", "runtime.eval_every=1"]
+    sets = [x for item in [*TINY, *extra] for x in ("--set", item)]
     code, _, err = run_cli(capsys, "-q", "train", "--preset", "demo", "--root", sysu_root, *sets, "--no-eval")
     assert code == 2 and "already holds a checkpoint" in err
     code, _, _ = run_cli(capsys, "-q", "train", "--preset", "demo", "--root", sysu_root, *sets, "--no-eval",

@@ -120,9 +120,10 @@ def _add_demo(sub: Any) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..data import open_dataset
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
+    from ..engine.inputs import holdout_validation
     from ..engine.modeling import build_model
     from ..engine.trainer import Trainer
-    from .reporting import make_evaluator, print_report
+    from .reporting import make_evaluator, print_report, validation_callback
     from .runs import resolve_train_config
 
     cfg = resolve_train_config(args)
@@ -134,10 +135,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     init_distributed(device, info)
     file_handler = _log_to_file(Path(cfg.runtime.output_dir) / "train.log", info.is_main)
     try:
-        model = build_model(cfg, dataset.train.num_classes, device)
+        train, validation = dataset.train, None
+        if cfg.data.val_ids > 0:
+            train, validation = holdout_validation(train, cfg.data.val_ids, cfg.runtime.seed)
+        model = build_model(cfg, train.num_classes, device)
         evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
-        periodic = evaluator.training_callback() if evaluator is not None and cfg.runtime.eval_every > 0 else None
-        final = Trainer(cfg, model, dataset.train, evaluate=periodic, dist_info=info).fit(resume=args.resume)
+        periodic = None
+        if evaluator is not None and cfg.runtime.eval_every > 0:
+            periodic = validation_callback(evaluator, validation) if validation else evaluator.training_callback()
+        final = Trainer(cfg, model, train, evaluate=periodic, dist_info=info).fit(resume=args.resume)
         if evaluator is not None:
             print(f"final model: {final}")
             if not args.no_eval:

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from ..data.base import VIReIDDataset
+from ..data.samples import TestSplit
 from ..engine.config import TrainConfig
 from ..evaluation import VIReIDEvaluator, evaluate
 from ..evaluation.evaluator import EvaluationReport
 
-__all__ = ["make_evaluator", "chance_level", "print_report"]
+__all__ = ["make_evaluator", "validation_callback", "chance_level", "print_report"]
 
 
 def make_evaluator(
@@ -37,6 +38,16 @@ def make_evaluator(
         flip=flip,
         rerank=rerank,
     )
+
+
+def validation_callback(evaluator: VIReIDEvaluator, split: TestSplit) -> Callable[[torch.nn.Module, int], dict]:
+    """A trainer ``evaluate(model, trials)`` function scoring a held-out validation split (``trials`` unused)."""
+
+    def evaluate_validation(model: torch.nn.Module, trials: int) -> dict[str, float]:
+        record = evaluator.evaluate_split(model, split)
+        return {"rank1": record.rank1, "mAP": record.mAP, "mINP": record.mINP}
+
+    return evaluate_validation
 
 
 def chance_level(evaluator: VIReIDEvaluator, trials: int | None = None, draws: int = 20) -> dict[str, dict[str, float]]:

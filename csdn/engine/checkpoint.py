@@ -9,10 +9,11 @@ continue bit-exactly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ __all__ = [
     "capture_rng_state",
     "restore_rng_state",
     "check_plain",
+    "seed_global_rngs",
+    "deterministic_algorithms",
 ]
 
 CHECKPOINT_FORMAT = "csdn-checkpoint-v1"  # stored under "format"; identifies a csdn training checkpoint
@@ -140,3 +143,27 @@ def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.G
         if name not in saved:
             raise ValueError(f"checkpoint has no state for generator {name!r} (saved: {', '.join(saved) or 'none'})")
         gen.set_state(saved[name])
+
+
+def seed_global_rngs(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (what dropout and in-process augmentations draw from)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Within the block, ``torch.use_deterministic_algorithms(enabled)`` (and no cuDNN benchmarking) when enabled;
+    the previous settings are restored on exit."""
+    if not enabled:
+        yield
+        return
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]

@@ -66,6 +66,7 @@ class DataConfig:
     erasing_p: float = 0.5  # probability of ChannelRandomErasing
     exchange_gray: int = 2  # ChannelExchange(gray): 2 (official) never converts to grey, 3 sometimes does
     adap_gray_p: float = 0.5  # probability of the luminance branch of ChannelAdapGray (infrared)
+    val_ids: int = 0  # training identities held out as a validation split for periodic evaluation (0 = none)
     num_workers: int = 4  # DataLoader worker processes (0 = load in the main process)
     extract_batch_size: int = 128  # batch size for frozen-feature extraction and text-bank computation
 
@@ -184,6 +185,7 @@ def validate_config(cfg: TrainConfig) -> None:
     )
     _check(cfg.data.height > 0 and cfg.data.width > 0, "data.height/width", (cfg.data.height, cfg.data.width), "> 0")
     _check(cfg.data.num_workers >= 0, "data.num_workers", cfg.data.num_workers, "an integer >= 0")
+    _check(cfg.data.val_ids >= 0, "data.val_ids", cfg.data.val_ids, "an integer >= 0")
     _check(cfg.model.last_stride in (1, 2), "model.last_stride", cfg.model.last_stride, "1 or 2")
     _check(cfg.runtime.checkpoint_every >= 1, "runtime.checkpoint_every", cfg.runtime.checkpoint_every, ">= 1")
     _check(cfg.runtime.grad_clip_norm >= 0, "runtime.grad_clip_norm", cfg.runtime.grad_clip_norm, ">= 0 (0 = off)")
@@ -378,6 +380,18 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
             raise ValueError(f"unknown config key {key!r}; valid keys in {section!r}: {', '.join(data[section])}")
         data[section][name] = raw.strip()
     return config_from_dict(data)
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """``"section.key: old -> new"`` for every value of ``current`` that differs in ``saved`` (nested dicts as
+    produced by :func:`config_to_dict`), skipping the sections in ``ignore``."""
+    return [
+        f"{section}.{key}: {saved.get(section, {}).get(key)!r} -> {value!r}"
+        for section, values in current.items()
+        if section not in ignore
+        for key, value in values.items()
+        if saved.get(section, {}).get(key) != value
+    ]
 
 
 def flat_keys(cfg: TrainConfig | None = None) -> list[str]:

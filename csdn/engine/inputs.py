@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import NamedTuple
 
 import torch
@@ -11,12 +12,12 @@ from torch.utils.data import DataLoader
 
 from ..data.loaders import CrossModalityDataset, ImageDataset
 from ..data.samplers import CrossModalityIdentitySampler
-from ..data.samples import Sample, TrainSplit
+from ..data.samples import Sample, TestSplit, TrainSplit
 from ..data.transforms import build_test_transform, build_train_transforms
 from .config import DataConfig, TrainConfig
 from .distributed import DistInfo
 
-__all__ = ["FeatureBank", "extract_features", "extract_feature_bank", "image_stage_loader"]
+__all__ = ["FeatureBank", "extract_features", "extract_feature_bank", "image_stage_loader", "holdout_validation"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +133,38 @@ def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, gene
         pin_memory=False,
         persistent_workers=False,
     )
+
+
+def holdout_validation(train: TrainSplit, num_ids: int, seed: int = 0) -> tuple[TrainSplit, TestSplit]:
+    """Split ``num_ids`` training identities off as a validation set, so no model choice touches the test set.
+
+    The held-out identities are drawn with ``random.Random(seed)``; the rest are relabelled ``0..C'-1`` in
+    sorted-pid order. Validation: infrared queries against a visible gallery of all the held-out images,
+    ``protocol="regdb"`` (nothing removed, standard CMC).
+
+    Raises:
+        ValueError: if ``num_ids`` leaves fewer than 2 training identities or holds out none.
+    """
+    pids = train.pids
+    if not 1 <= num_ids <= len(pids) - 2:
+        raise ValueError(f"data.val_ids={num_ids} is invalid: expected 1..{len(pids) - 2} for {len(pids)} train ids")
+    held = set(random.Random(seed).sample(sorted(pids), num_ids))
+    kept = sorted(set(pids) - held)
+    relabel = {pid: label for label, pid in enumerate(kept)}
+
+    def keep(samples: list[Sample]) -> list[Sample]:
+        return [s._replace(label=relabel[s.pid]) for s in samples if s.pid in relabel]
+
+    def hold(samples: list[Sample]) -> list[Sample]:
+        return [s._replace(label=-1) for s in samples if s.pid in held]
+
+    reduced = TrainSplit(keep(train.visible), keep(train.infrared), len(kept))
+    validation = TestSplit(
+        query=hold(train.infrared),
+        gallery=hold(train.visible),
+        protocol="regdb",
+        query_modality="infrared",
+        gallery_modality="visible",
+        name=f"validation ({num_ids} held-out train ids)",
+    )
+    return reduced, validation

@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["MetricsLogger", "run_provenance", "progress"]
+from .config import TrainConfig, atomic_write_text, save_config
+
+__all__ = ["MetricsLogger", "run_provenance", "write_run_files", "progress"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,6 +109,20 @@ def run_provenance(seed: int) -> dict[str, Any]:
         "host": platform.node(),
         "argv": list(sys.argv),
     }
+
+
+def write_run_files(output_dir: str | os.PathLike, cfg: TrainConfig) -> dict[str, Any]:
+    """Create the run folder with ``config.yaml`` (``config.json`` without PyYAML) and ``run.json`` (provenance)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        save_config(cfg, output_dir / "config.yaml")
+    except ValueError:  # PyYAML is optional
+        save_config(cfg, output_dir / "config.json")
+    provenance = run_provenance(cfg.runtime.seed)
+    atomic_write_text(output_dir / "run.json", json.dumps(provenance, indent=2) + "\n")
+    logger.info("run %s: %s", output_dir, provenance)
+    return provenance
 
 
 def progress(iterable: Iterable[T], *, enabled: bool, total: int | None = None, desc: str = "") -> Iterator[T]:

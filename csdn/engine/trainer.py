@@ -12,23 +12,27 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..data.loaders import concat_views
 from ..data.samples import TrainSplit
 from ..losses import SupConLoss
-from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import TrainConfig, config_from_dict, config_to_dict, save_config
+from .checkpoint import (
+    capture_rng_state,
+    deterministic_algorithms,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    seed_global_rngs,
+)
+from .config import TrainConfig, config_differences, config_to_dict
 from .distributed import DistInfo, all_reduce_mean, barrier, dist_info_from_env, resolve_device
 from .inputs import FeatureBank, extract_feature_bank, image_stage_loader
 from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
@@ -43,7 +47,7 @@ from .stages import (
     shuffled_batches,
     supcon_both_ways,
 )
-from .tracking import MetricsLogger, progress, run_provenance
+from .tracking import MetricsLogger, progress, write_run_files
 
 __all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback"]
 
@@ -140,12 +144,12 @@ class Trainer:
         state = self._load_resume_state() if resume else None
         if state is None:
             self._start_fresh()
-        self._configure_determinism()
-        for stage in stages_to_run(self.cfg):
-            if state is not None and stage < state["stage"]:
-                continue
-            self._run_stage(stage, state if state is not None and stage == state["stage"] else None)
-            state = None
+        with deterministic_algorithms(self.cfg.runtime.deterministic):
+            for stage in stages_to_run(self.cfg):
+                if state is not None and stage < state["stage"]:
+                    continue
+                self._run_stage(stage, state if state is not None and stage == state["stage"] else None)
+                state = None
         if self.dist.is_main:
             save_checkpoint(self._final_state(), self.final_path)
             logger.info("training finished; final model: %s", self.final_path)
@@ -161,23 +165,8 @@ class Trainer:
                 "(--resume) to continue it, or choose another runtime.output_dir"
             )
         if self.dist.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                save_config(self.cfg, self.output_dir / "config.yaml")
-            except ValueError:  # PyYAML missing
-                save_config(self.cfg, self.output_dir / "config.json")
-            provenance = run_provenance(self.cfg.runtime.seed)
-            (self.output_dir / "run.json").write_text(json.dumps(provenance, indent=2) + "\n")
-            logger.info("run %s: %s", self.output_dir, provenance)
-        seed = self.cfg.runtime.seed + self.dist.rank  # ranks draw different augmentations
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-
-    def _configure_determinism(self) -> None:
-        if self.cfg.runtime.deterministic:
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
+            write_run_files(self.output_dir, self.cfg)
+        seed_global_rngs(self.cfg.runtime.seed + self.dist.rank)  # ranks draw different augmentations
 
     def _load_resume_state(self) -> dict[str, Any]:
         if not self.checkpoint_path.exists():
@@ -185,14 +174,7 @@ class Trainer:
                 f"nothing to resume: {self.checkpoint_path} does not exist (run without --resume to start)"
             )
         state = load_checkpoint(self.checkpoint_path, map_location="cpu")
-        saved, current = state["config"], config_to_dict(self.cfg)
-        diffs = [
-            f"{section}.{key}: {saved[section].get(key)!r} -> {value!r}"
-            for section, values in current.items()
-            if section != "runtime"
-            for key, value in values.items()
-            if saved.get(section, {}).get(key) != value
-        ]
+        diffs = config_differences(state["config"], config_to_dict(self.cfg), ignore=("runtime",))
         if diffs:
             raise ValueError(
                 f"cannot resume {self.checkpoint_path} with a different configuration ({'; '.join(diffs[:5])}); "
@@ -409,8 +391,3 @@ class Trainer:
 
 def _fmt(values: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-
-
-def config_of_checkpoint(state: Mapping[str, Any]) -> TrainConfig:
-    """The :class:`TrainConfig` a checkpoint was trained with."""
-    return config_from_dict(state["config"])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from csdn.engine import load_checkpoint
+from csdn.engine.inputs import holdout_validation
 from csdn.engine.modeling import build_model, load_trained_model
 from csdn.engine.trainer import NonFiniteLossError, Trainer
 
@@ -126,3 +127,18 @@ def test_amp_and_channels_last_train(tiny_cfg, sysu_train, amp):
     Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
     lines = open(cfg.runtime.output_dir + "/metrics.jsonl").read().splitlines()
     assert all(math.isfinite(json.loads(x).get("loss", 0.0)) for x in lines)
+
+
+def test_holdout_validation_split(sysu_train):
+    train, val = holdout_validation(sysu_train, 2, seed=0)
+    held = {s.pid for s in val.query} | {s.pid for s in val.gallery}
+    kept = sorted({s.pid for s in train.visible})
+    assert len(held) == 2 and not held & set(kept) and len(kept) == sysu_train.num_classes - 2
+    assert train.num_classes == len(kept)
+    assert {s.label for s in train.visible} == set(range(len(kept)))
+    assert all(s.label == kept.index(s.pid) for s in train.visible + train.infrared)  # sorted-pid order
+    assert {s.modality for s in val.query} == {"infrared"} and {s.modality for s in val.gallery} == {"visible"}
+    assert val.protocol == "regdb" and all(s.label == -1 for s in val.query)
+    assert holdout_validation(sysu_train, 2, seed=0)[1] == val  # deterministic for a seed
+    with pytest.raises(ValueError, match="data.val_ids=7 is invalid"):
+        holdout_validation(sysu_train, sysu_train.num_classes - 1)

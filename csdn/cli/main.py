@@ -110,7 +110,8 @@ def _add_extract(sub: Any) -> None:
 def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="train and evaluate on a synthetic SYSU-MM01 in a few minutes on CPU")
     p.add_argument("--dir", help="working folder for the dataset and the run (default: a new temporary folder)")
-    p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (about a minute)")
+    p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (under a minute)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for tiny models)")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -204,7 +205,9 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    run_demo(args.dir, quick=args.quick, out=print)
+    if args.threads < 1:
+        raise ValueError(f"--threads {args.threads} is invalid: expected a number of threads >= 1")
+    run_demo(args.dir, quick=args.quick, threads=args.threads, out=print)
     return 0
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._ops import nonzero_2d, sort_rows
 from .protocols import Protocol, get_protocol
 
 __all__ = ["EvaluationResult", "evaluate"]
@@ -159,7 +160,7 @@ def _positives(match: torch.Tensor, dist: torch.Tensor) -> tuple[torch.Tensor, t
         and the number of matches of each row (c,).
     """
     c, num_g = match.shape
-    rows, cols = match.nonzero(as_tuple=True)  # row-major: columns ascending within a row
+    rows, cols = nonzero_2d(match)  # row-major: columns ascending within a row
     num_pos = torch.bincount(rows, minlength=c)
     width = max(int(num_pos.max()), 1)
     slot = torch.arange(rows.numel(), device=match.device) - (num_pos.cumsum(0) - num_pos)[rows]
@@ -169,13 +170,6 @@ def _positives(match: torch.Tensor, dist: torch.Tensor) -> tuple[torch.Tensor, t
     pos_i[rows, slot] = cols
     pos_d, perm = torch.sort(pos_d, dim=1, stable=True)  # stable: equal distances stay in index order
     return pos_d, pos_i.gather(1, perm), num_pos
-
-
-def _sort_rows(x: torch.Tensor) -> torch.Tensor:
-    """Sort each row's values ascending (numpy's SIMD sort on CPU, which is far faster than torch's)."""
-    if x.device.type == "cpu":
-        return torch.from_numpy(np.sort(x.numpy(), axis=1))
-    return torch.sort(x, dim=1).values
 
 
 def _tied_ahead(kept_d: torch.Tensor, rows: torch.Tensor, d: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
@@ -195,7 +189,7 @@ def _match_ranks(kept_d: torch.Tensor, pos_d: torch.Tensor, pos_i: torch.Tensor)
         ``(rank, tied)``: long (c, P), the number of kept items ranked before each match (padding entries are
         meaningless), and bool (c, P), whether other kept items share the match's distance.
     """
-    ranked = _sort_rows(kept_d)
+    ranked = sort_rows(kept_d)
     rank = torch.searchsorted(ranked, pos_d, right=False)  # kept items with a strictly smaller distance
     equal = torch.searchsorted(ranked, pos_d, right=True) - rank
     tied = (equal > 1) & torch.isfinite(pos_d)
@@ -253,7 +247,7 @@ def _chunk_metrics(
     rows = tied[:, 0].nonzero().squeeze(1)
     if rows.numel():
         ahead[rows] |= _tied_ahead(kept_d, rows, pos_d[rows, 0], pos_i[rows, 0])
-    rows, cols = ahead.nonzero(as_tuple=True)
+    rows, cols = nonzero_2d(ahead)
     seen = torch.zeros(dist.shape[0], int(g_uid.max()) + 1, dtype=torch.bool, device=dist.device)
     seen[rows, g_uid[cols]] = True
     first = seen.sum(1)

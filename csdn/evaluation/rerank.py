@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._ops import nonzero_2d, smallest_k
+
 __all__ = ["DistanceRows", "MatrixRows", "k_reciprocal_rerank", "re_ranking"]
 
 _BLOCK_ELEMENTS = 1 << 22  # rows per block = this / N
@@ -133,20 +135,6 @@ class MatrixRows(DistanceRows):
         return self._sq(self.q_g[start:stop])
 
 
-def _topk_stable(rows: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k smallest entries of each row, ascending, ties broken by index. (c, N) -> (c, k)."""
-    extra = int(k < rows.shape[1])  # one more value tells whether equal values straddle the cut
-    vals, idx = torch.topk(rows, k + extra, dim=1, largest=False, sorted=True)
-    idx, perm = torch.sort(idx, dim=1)
-    vals, perm2 = torch.sort(vals.gather(1, perm), dim=1, stable=True)
-    idx = idx.gather(1, perm2)[:, :k]
-    if extra:
-        spill = vals[:, k] == vals[:, k - 1]  # topk may have kept any of the tied items: redo those rows
-        if bool(spill.any()):
-            idx[spill] = torch.sort(rows[spill], dim=1, stable=True).indices[:, :k]
-    return idx
-
-
 def _reciprocal(nbrs: torch.Tensor, step: int) -> torch.Tensor:
     """``out[i, r]`` = item i is among the neighbours of its neighbour ``nbrs[i, r]``. (N, K) -> bool (N, K)."""
     out = torch.empty(nbrs.shape, dtype=torch.bool, device=nbrs.device)
@@ -183,7 +171,7 @@ def _encode(source: DistanceRows, k1: int, row_max: torch.Tensor, nbrs: torch.Te
     step = max(1, _BLOCK_ELEMENTS // max(n, nbrs.shape[1] ** 2 * half_k))
     for s in range(0, n, step):
         e = min(s + step, n)
-        r, c = _expansion_mask(s, e, nbrs, recip, half, half_recip, n).nonzero(as_tuple=True)
+        r, c = nonzero_2d(_expansion_mask(s, e, nbrs, recip, half, half_recip, n))
         r = r + s
         w = torch.exp(-(source.values(r, c) / row_max[r]))
         total = torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, r, w)
@@ -272,7 +260,7 @@ def k_reciprocal_rerank(source: DistanceRows, k1: int = 20, k2: int = 6, lambda_
     nbrs = torch.empty(n, k, dtype=torch.long, device=source.device)
     for s in range(0, n, step):  # pass 1: row maxima and stable top-k neighbour lists
         keys, row_max[s : s + step] = source.search(s, min(s + step, n))
-        nbrs[s : s + step] = _topk_stable(keys, k)
+        nbrs[s : s + step] = smallest_k(keys, k)
     if not bool((row_max > 0).all()):
         bad = int((row_max <= 0).nonzero()[0, 0])
         raise ValueError(f"all distances of item {bad} are zero; re-ranking needs at least one positive distance.")

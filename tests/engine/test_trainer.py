@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from csdn.engine import load_checkpoint
+from csdn.engine import apply_ablation, load_checkpoint
 from csdn.engine.inputs import holdout_validation
 from csdn.engine.modeling import build_model, load_trained_model
 from csdn.engine.trainer import NonFiniteLossError, Trainer
@@ -142,3 +142,23 @@ def test_holdout_validation_split(sysu_train):
     assert holdout_validation(sysu_train, 2, seed=0)[1] == val  # deterministic for a seed
     with pytest.raises(ValueError, match="data.val_ids=7 is invalid"):
         holdout_validation(sysu_train, sysu_train.num_classes - 1)
+
+
+@pytest.mark.parametrize(
+    ("ablation", "stages", "hse"),
+    [("baseline", ["stage3"], False), ("clip_vireid", ["stage1", "stage3"], True),
+     ("csdn_add", ["stage1", "stage3"], True), ("csdn_none", ["stage1", "stage3"], True)],
+)  # fmt: skip
+def test_ablations_train_the_right_stages(tiny_cfg, sysu_train, ablation, stages, hse):
+    cfg = apply_ablation(tiny_cfg("stage1.epochs=1", "stage3.epochs=1", output=ablation), ablation)
+    model = build_model(cfg, sysu_train.num_classes)
+    assert ("shared" in model.prompt_learners) == (ablation == "clip_vireid")
+    trainer = Trainer(cfg, model, sysu_train)
+    trainer.fit()
+    records = [json.loads(x) for x in open(cfg.runtime.output_dir + "/metrics.jsonl")]
+    assert sorted({r["event"].split("/")[0] for r in records}) == stages
+    assert ("hse_vis" in records[-1]) == hse and ("hse_ir" in records[-1]) == hse
+    if ablation == "csdn_none":  # each modality is aligned with its own prompts' text features
+        assert not torch.equal(trainer.text_banks["visible"], trainer.text_banks["infrared"])
+    if ablation == "clip_vireid":  # one shared prompt learner: both modalities use the same bank
+        assert torch.equal(trainer.text_banks["visible"], trainer.text_banks["infrared"])

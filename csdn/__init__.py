@@ -26,4 +26,5 @@ from .evaluation import re_ranking as re_ranking
 from .extract import FeatureExtractor as FeatureExtractor
 from .models import CSDN as CSDN
 from .models import csdn_from_official as csdn_from_official
+from .search import SearchResult as SearchResult
 from .search import search as search

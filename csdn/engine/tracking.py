@@ -14,15 +14,16 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from .config import TrainConfig, atomic_write_text, save_config
+from .distributed import all_reduce_mean
 
-__all__ = ["MetricsLogger", "run_provenance", "write_run_files", "progress"]
+__all__ = ["EpochMeter", "MetricsLogger", "run_provenance", "write_run_files", "progress"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +76,24 @@ class MetricsLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class EpochMeter:
+    """Running means of named scalars (synchronised once per epoch across ranks)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def update(self, values: Mapping[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        """Per-key means over this epoch's steps (averaged over ranks), plus ``steps`` (this rank's count)."""
+        means = {k: float(all_reduce_mean(torch.tensor(v / max(self.count, 1)))) for k, v in self.sums.items()}
+        return {**means, "steps": self.count}
 
 
 def _git_hash() -> str | None:

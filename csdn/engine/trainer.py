@@ -47,7 +47,7 @@ from .stages import (
     shuffled_batches,
     supcon_both_ways,
 )
-from .tracking import MetricsLogger, progress, write_run_files
+from .tracking import EpochMeter, MetricsLogger, progress, write_run_files
 
 __all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback"]
 
@@ -61,24 +61,6 @@ EpochCallback = Callable[["Trainer", int, int], None]
 
 class NonFiniteLossError(RuntimeError):
     """A training loss became NaN or infinite; the run stopped and the last good checkpoint is untouched."""
-
-
-class _Meter:
-    """Running means of named scalars (synchronised once per epoch across ranks)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.count = 0
-
-    def update(self, values: Mapping[str, torch.Tensor]) -> None:
-        for key, value in values.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
-        self.count += 1
-
-    def means(self) -> dict[str, float]:
-        """Per-key means over this epoch's steps (averaged over ranks), plus ``steps`` (this rank's count)."""
-        means = {k: float(all_reduce_mean(torch.tensor(v / max(self.count, 1)))) for k, v in self.sums.items()}
-        return {**means, "steps": self.count}
 
 
 class Trainer:
@@ -118,8 +100,8 @@ class Trainer:
         self.final_path = self.output_dir / "checkpoints" / "final.pt"
         seed = cfg.runtime.seed
         self.generators = {
-            "order": torch.Generator().manual_seed(seed),
-            "loader": torch.Generator().manual_seed(seed + 1),
+            "order": torch.Generator().manual_seed(seed),  # stage-1/2 batch orders (identical on every rank)
+            "loader": torch.Generator().manual_seed(seed + 1 + 1000 * self.dist.rank),  # stage-3 worker seeds
         }
         self.metrics = MetricsLogger(
             self.output_dir / "metrics.jsonl" if self.dist.is_main else None,
@@ -183,7 +165,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         stage, epoch = state["stage"], state["epoch"]
         if epoch >= self._stage_cfg(stage).epochs:  # the stage was complete: resume at the next one
-            restore_rng_state(state["rng"], self.generators)
+            self._restore_rng(state)
             following = [s for s in stages_to_run(self.cfg) if s > stage]
             return {"stage": following[0] if following else 4, "epoch": 0, "fresh": True}
         logger.info("resuming %s at stage %d, epoch %d", self.checkpoint_path, stage, epoch)
@@ -209,7 +191,7 @@ class Trainer:
             optimizer.load_state_dict(resume["optimizer"])
             scheduler.load_state_dict(resume["scheduler"])
             scaler.load_state_dict(resume["scaler"])
-            restore_rng_state(resume["rng"], self.generators)
+            self._restore_rng(resume)
             start = resume["epoch"]
         params = [p for g in optimizer.param_groups for p in g["params"]]
         run_epoch = {1: self._stage1_epoch, 2: self._stage2_epoch, 3: self._stage3_epoch}[stage]
@@ -273,7 +255,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ epoch loops
     def _stage1_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
         bank, cfg = self._features, self.cfg.stage1
-        criterion, meter = SupConLoss(cfg.temperature), _Meter()
+        criterion, meter = SupConLoss(cfg.temperature), EpochMeter()
         batches = paired_batches(
             bank.visible_labels, bank.infrared_labels, cfg.batch_size, self.generators["order"], *self._shard()
         )
@@ -289,7 +271,7 @@ class Trainer:
 
     def _stage2_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
         bank, cfg = self._features, self.cfg.stage2
-        criterion, meter = SupConLoss(cfg.temperature), _Meter()
+        criterion, meter = SupConLoss(cfg.temperature), EpochMeter()
         features = torch.cat([bank.visible, bank.infrared])
         labels = torch.cat([bank.visible_labels, bank.infrared_labels])
         batches = shuffled_batches(labels.numel(), cfg.batch_size, self.generators["order"], *self._shard())
@@ -303,7 +285,7 @@ class Trainer:
         return meter.means()
 
     def _stage3_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
-        meter = _Meter()
+        meter = EpochMeter()
         self._loader.sampler.set_epoch(epoch)
         memory = torch.channels_last if self.cfg.runtime.channels_last else torch.contiguous_format
         for i, batch in enumerate(self._bar(self._loader, f"stage 3 epoch {epoch + 1}")):
@@ -363,7 +345,21 @@ class Trainer:
             logger.info("stage 3 epoch %d evaluation: %s", epoch + 1, _fmt(results))
         barrier()
 
+    def _restore_rng(self, state: Mapping[str, Any]) -> None:
+        """Restore this rank's generator states (rank 0's if the checkpoint came from another world size)."""
+        per_rank = state.get("rng_ranks") or []
+        if len(per_rank) == self.dist.world_size:
+            restore_rng_state(per_rank[self.dist.rank], self.generators)
+            return
+        if self.dist.distributed:
+            logger.warning("checkpoint has no RNG state for %d ranks; every rank uses rank 0's", self.dist.world_size)
+        restore_rng_state(state["rng"], self.generators)
+
     def _save(self, stage: int, epoch: int, optimizer, scheduler, scaler) -> None:
+        rng_ranks = [capture_rng_state(self.generators)]
+        if self.dist.distributed:  # every rank's random streams, so a resumed DDP run continues each of them
+            rng_ranks = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(rng_ranks, capture_rng_state(self.generators))
         if self.dist.is_main:
             state = {
                 "stage": stage,
@@ -372,7 +368,8 @@ class Trainer:
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
-                "rng": capture_rng_state(self.generators),
+                "rng": rng_ranks[0],
+                "rng_ranks": rng_ranks,
                 "text_banks": {m: t.cpu() for m, t in (self.text_banks or {}).items()},
                 "config": config_to_dict(self.cfg),
                 "num_classes": int(self.model.num_classes),

@@ -87,5 +87,6 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path, sysu_root):
     steps = {name: [json.loads(x)["steps"] for x in (d / "metrics.jsonl").read_text().splitlines()]
              for name, d in (("single", single), ("ddp", ddp))}  # fmt: skip
     assert [(s + 1) // 2 for s in steps["single"][-4:]] == steps["ddp"][-4:]  # each rank runs half the batches
+    assert len(load_checkpoint(ddp / "checkpoints" / "last.pt")["rng_ranks"]) == 2  # each rank's random streams
     state = load_checkpoint(ddp / "checkpoints" / "final.pt")
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

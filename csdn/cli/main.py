@@ -207,6 +207,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise ValueError(f"--threads {args.threads} is invalid: expected a number of threads >= 1")
+    logging.getLogger("csdn.evaluation").setLevel(logging.WARNING)  # the table replaces the 40 per-trial lines
     run_demo(args.dir, quick=args.quick, threads=args.threads, out=print)
     return 0
 

@@ -17,6 +17,9 @@ from .config import config_to_dict as config_to_dict
 from .config import load_config as load_config
 from .config import save_config as save_config
 from .distributed import DistInfo as DistInfo
+from .inputs import holdout_validation as holdout_validation
+from .modeling import build_model as build_model
+from .modeling import load_trained_model as load_trained_model
 from .optim import WarmupCosine as WarmupCosine
 from .optim import WarmupMultiStep as WarmupMultiStep
 from .optim import build_image_stage_optimizer as build_image_stage_optimizer
@@ -26,3 +29,5 @@ from .presets import PRESETS as PRESETS
 from .presets import apply_ablation as apply_ablation
 from .presets import get_preset as get_preset
 from .tracking import MetricsLogger as MetricsLogger
+from .trainer import NonFiniteLossError as NonFiniteLossError
+from .trainer import Trainer as Trainer

@@ -126,3 +126,21 @@ def test_resume_of_a_finished_run_and_data_stats(capsys, trained, sysu_root):
 def test_python_dash_m_csdn():
     result = subprocess.run([sys.executable, "-m", "csdn", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "demo" in result.stdout and "train" in result.stdout
+
+
+def test_config_precedence(tmp_path):
+    import argparse
+
+    from csdn.cli.runs import resolve_train_config
+
+    (tmp_path / "c.yaml").write_text("stage3:\n  epochs: 7\n  lr: 0.001\nmodel:\n  integrator: add\n")
+    args = argparse.Namespace(
+        preset=None, dataset="llcm", root="/data/LLCM", config=str(tmp_path / "c.yaml"), ablation="clip_vireid",
+        overrides=["stage3.lr=0.002", "runtime.seed=9"],
+    )  # fmt: skip
+    cfg = resolve_train_config(args)
+    assert cfg.data.dataset == "llcm" and cfg.data.root == "/data/LLCM"  # preset = the dataset's
+    assert cfg.runtime.output_dir == "runs/llcm"
+    assert cfg.stage3.epochs == 7 and cfg.stage1.epochs == 60  # file keys merged onto the preset
+    assert cfg.stage3.lr == 0.002 and cfg.runtime.seed == 9  # --set wins over the file
+    assert (cfg.model.variant, cfg.model.integrator) == ("clip_vireid", "none")  # --ablation wins over the file

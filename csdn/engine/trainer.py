@@ -371,6 +371,7 @@ class Trainer:
                 "rng": rng_ranks[0],
                 "rng_ranks": rng_ranks,
                 "text_banks": {m: t.cpu() for m, t in (self.text_banks or {}).items()},
+                "sampler": {"seed": self.cfg.runtime.seed, "next_epoch": epoch} if stage == 3 else {},
                 "config": config_to_dict(self.cfg),
                 "num_classes": int(self.model.num_classes),
             }

@@ -114,7 +114,8 @@ def test_periodic_evaluation_does_not_change_training(tiny_cfg, sysu_train):
     assert [e["rank1"] for e in evals] == [0.5] * 3
 
 
-@pytest.mark.parametrize("amp", ["bf16"])
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # fp16 scaler skips steps
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_amp_and_channels_last_train(tiny_cfg, sysu_train, amp):
     cfg = tiny_cfg(
         "stage1.epochs=1",

@@ -107,7 +107,7 @@ def test_train_eval_extract_round_trip(capsys, trained, sysu_root, tmp_path):
     assert code == 0
     saved = torch.load(tmp_path / "feats.pt", weights_only=True)
     assert saved["features"].shape[0] == len(saved["paths"]) == len(list(images.rglob("*.jpg")))
-    assert saved["modality"] == "infrared"
+    assert saved["modality"] == "infrared" and saved["format"] == "csdn-features-v1"
 
 
 def test_resume_of_a_finished_run_and_data_stats(capsys, trained, sysu_root):

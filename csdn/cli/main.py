@@ -187,10 +187,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         flip=not args.no_flip,
     )  # fmt: skip
     features = extractor(paths)
-    save_checkpoint(
-        {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": not args.no_flip},
-        args.out,
-    )
+    state = {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": not args.no_flip}
+    save_checkpoint(state, args.out, format="csdn-features-v1")  # atomic; torch.load(..., weights_only=True)
     print(f"wrote {args.out}: {tuple(features.shape)} {args.modality} features of {len(paths)} images")
     return 0
 

@@ -56,16 +56,17 @@ def check_plain(value: Any, where: str = "checkpoint") -> None:
     )
 
 
-def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike, *, format: str = CHECKPOINT_FORMAT) -> Path:
     """Write ``state`` (plus ``format``) to ``path`` atomically: temp file in the same folder, fsync, rename.
 
-    A crash or SIGKILL during the write leaves the previous file at ``path`` intact.
+    A crash or SIGKILL during the write leaves the previous file at ``path`` intact. ``format`` tags the
+    content (training checkpoints use :data:`CHECKPOINT_FORMAT`; ``csdn extract`` writes ``"csdn-features-v1"``).
 
     Raises:
         TypeError: if ``state`` holds anything but tensors and plain Python values.
     """
     path = Path(path)
-    payload = {"format": CHECKPOINT_FORMAT, **state}
+    payload = {"format": format, **state}
     check_plain(payload)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -171,13 +171,13 @@ def _encode(source: DistanceRows, k1: int, row_max: torch.Tensor, nbrs: torch.Te
     step = max(1, _BLOCK_ELEMENTS // max(n, nbrs.shape[1] ** 2 * half_k))
     for s in range(0, n, step):
         e = min(s + step, n)
-        r, c = nonzero_2d(_expansion_mask(s, e, nbrs, recip, half, half_recip, n))
-        r = r + s
+        local, c = nonzero_2d(_expansion_mask(s, e, nbrs, recip, half, half_recip, n))
+        r = local + s
         w = torch.exp(-(source.values(r, c) / row_max[r]))
-        total = torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, r, w)
+        total = torch.zeros(e - s, dtype=w.dtype, device=w.device).index_add_(0, local, w)
         out_r.append(r)
         out_c.append(c)
-        out_v.append(w / total[r])
+        out_v.append(w / total[local])
     return torch.cat(out_r), torch.cat(out_c), torch.cat(out_v)
 
 

@@ -83,8 +83,10 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike, *, format
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", *, format: str = CHECKPOINT_FORMAT
+) -> dict[str, Any]:
+    """Load a file written by :func:`save_checkpoint` with ``weights_only=True``, checking its ``format`` tag.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
@@ -97,9 +99,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types; report them as one clear message
         raise ValueError(f"checkpoint {str(path)!r} could not be read as a csdn checkpoint: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") != format:
+        what = "training checkpoint" if format == CHECKPOINT_FORMAT else f"{format} file"
         raise ValueError(
-            f"checkpoint {str(path)!r} is not a csdn training checkpoint (no format={CHECKPOINT_FORMAT!r} entry); "
+            f"checkpoint {str(path)!r} is not a csdn {what} (no format={format!r} entry); "
             "pass a file written by `csdn train`"
         )
     return state

@@ -7,11 +7,18 @@ and binds each process to ``cuda:LOCAL_RANK``. Without those variables everythin
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from .checkpoint import capture_rng_state, restore_rng_state
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DistInfo",
@@ -22,6 +29,8 @@ __all__ = [
     "barrier",
     "all_reduce_mean",
     "cleanup_distributed",
+    "gather_rng_states",
+    "restore_rank_rng_state",
 ]
 
 
@@ -122,3 +131,22 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     reduced = value.detach().clone()
     dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
     return reduced / dist.get_world_size()
+
+
+def gather_rng_states(generators: Mapping[str, torch.Generator], info: DistInfo) -> list[dict[str, Any]]:
+    """:func:`capture_rng_state` of every rank, in rank order (collective when distributed)."""
+    states: list[Any] = [capture_rng_state(generators)]
+    if info.distributed:
+        states = [None] * info.world_size
+        dist.all_gather_object(states, capture_rng_state(generators))
+    return states
+
+
+def restore_rank_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator], info: DistInfo) -> None:
+    """Restore this rank's entry of ``state["rng_ranks"]`` (rank 0's if the world size changed since the save)."""
+    per_rank = state["rng_ranks"]
+    if len(per_rank) != info.world_size:
+        logger.warning(
+            "checkpoint holds RNG states of %d ranks, not %d: using rank 0's", len(per_rank), info.world_size
+        )
+    restore_rng_state(per_rank[info.rank] if len(per_rank) == info.world_size else per_rank[0], generators)

@@ -33,7 +33,15 @@ from .checkpoint import (
     seed_global_rngs,
 )
 from .config import TrainConfig, config_differences, config_to_dict
-from .distributed import DistInfo, all_reduce_mean, barrier, dist_info_from_env, resolve_device
+from .distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    dist_info_from_env,
+    gather_rng_states,
+    resolve_device,
+    restore_rank_rng_state,
+)
 from .inputs import FeatureBank, extract_feature_bank, image_stage_loader
 from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
 from .presets import stages_to_run
@@ -57,6 +65,9 @@ logger = logging.getLogger(__name__)
 EvaluateFn = Callable[[nn.Module, int], Mapping[str, float]]
 #: Called after every epoch (after its checkpoint): ``callback(trainer, stage, epoch)``.
 EpochCallback = Callable[["Trainer", int, int], None]
+
+
+FEATURES_FORMAT = "csdn-features-v1"  # format tag of feature files (stage-1/2 caches, ``csdn extract``)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -165,7 +176,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         stage, epoch = state["stage"], state["epoch"]
         if epoch >= self._stage_cfg(stage).epochs:  # the stage was complete: resume at the next one
-            self._restore_rng(state)
+            restore_rank_rng_state(state, self.generators, self.dist)
             following = [s for s in stages_to_run(self.cfg) if s > stage]
             return {"stage": following[0] if following else 4, "epoch": 0, "fresh": True}
         logger.info("resuming %s at stage %d, epoch %d", self.checkpoint_path, stage, epoch)
@@ -191,7 +202,7 @@ class Trainer:
             optimizer.load_state_dict(resume["optimizer"])
             scheduler.load_state_dict(resume["scheduler"])
             scaler.load_state_dict(resume["scaler"])
-            self._restore_rng(resume)
+            restore_rank_rng_state(resume, self.generators, self.dist)
             start = resume["epoch"]
         params = [p for g in optimizer.param_groups for p in g["params"]]
         run_epoch = {1: self._stage1_epoch, 2: self._stage2_epoch, 3: self._stage3_epoch}[stage]
@@ -211,12 +222,22 @@ class Trainer:
                 self._maybe_evaluate(epoch)
             for callback in self.callbacks:
                 callback(self, stage, epoch)
-        self._features = None if stage == 2 or self.cfg.quirks.bn_train_extraction else self._features
+        if stage == 2 or 2 not in stages_to_run(self.cfg) or self.cfg.quirks.bn_train_extraction:
+            self._features = None
 
     def _prepare_stage(self, stage: int, resume: dict[str, Any] | None) -> None:
         """Stage inputs: the cached image features (stages 1-2) or the fixed text banks (stage 3)."""
         rt, quirks = self.cfg.runtime, self.cfg.quirks
-        if stage in (1, 2) and (self._features is None or quirks.bn_train_extraction):
+        cache = self.output_dir / "checkpoints" / f"features_stage{stage}.pt"
+        for earlier in range(1, stage):  # feature caches of finished stages are no longer needed
+            if self.dist.is_main:
+                (self.output_dir / "checkpoints" / f"features_stage{earlier}.pt").unlink(missing_ok=True)
+        if stage in (1, 2) and quirks.bn_train_extraction and resume is not None and cache.is_file():
+            # train-mode extraction changed the BN statistics already in the checkpoint: reuse, don't redo
+            self._features = FeatureBank(
+                **{k: v for k, v in load_checkpoint(cache, format=FEATURES_FORMAT).items() if k != "format"}
+            )
+        elif stage in (1, 2) and (self._features is None or quirks.bn_train_extraction):
             self._features = extract_feature_bank(
                 self.model,
                 self.train_split,
@@ -228,6 +249,8 @@ class Trainer:
                 channels_last=rt.channels_last,
                 amp=rt.amp,
             )
+            if quirks.bn_train_extraction and self.dist.is_main:
+                save_checkpoint(self._features._asdict(), cache, format=FEATURES_FORMAT)
         if stage == 3 and self.cfg.model.variant != "baseline":
             if resume is not None:
                 self.text_banks = {m: t.to(self.device) for m, t in resume["text_banks"].items()}
@@ -345,21 +368,8 @@ class Trainer:
             logger.info("stage 3 epoch %d evaluation: %s", epoch + 1, _fmt(results))
         barrier()
 
-    def _restore_rng(self, state: Mapping[str, Any]) -> None:
-        """Restore this rank's generator states (rank 0's if the checkpoint came from another world size)."""
-        per_rank = state.get("rng_ranks") or []
-        if len(per_rank) == self.dist.world_size:
-            restore_rng_state(per_rank[self.dist.rank], self.generators)
-            return
-        if self.dist.distributed:
-            logger.warning("checkpoint has no RNG state for %d ranks; every rank uses rank 0's", self.dist.world_size)
-        restore_rng_state(state["rng"], self.generators)
-
     def _save(self, stage: int, epoch: int, optimizer, scheduler, scaler) -> None:
-        rng_ranks = [capture_rng_state(self.generators)]
-        if self.dist.distributed:  # every rank's random streams, so a resumed DDP run continues each of them
-            rng_ranks = [None] * self.dist.world_size
-            torch.distributed.all_gather_object(rng_ranks, capture_rng_state(self.generators))
+        rng_ranks = gather_rng_states(self.generators, self.dist)  # every rank's streams, for an exact DDP resume
         if self.dist.is_main:
             state = {
                 "stage": stage,
@@ -368,7 +378,6 @@ class Trainer:
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
-                "rng": rng_ranks[0],
                 "rng_ranks": rng_ranks,
                 "text_banks": {m: t.cpu() for m, t in (self.text_banks or {}).items()},
                 "sampler": {"seed": self.cfg.runtime.seed, "next_epoch": epoch} if stage == 3 else {},

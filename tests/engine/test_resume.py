@@ -64,14 +64,19 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, sysu_root):
     assert not [p for p in os.listdir(out / "checkpoints") if p.endswith(".tmp")]
 
 
-def test_kill_between_stages_then_resume_is_bit_exact(tmp_path, sysu_root):
+def test_official_quirks_kill_between_and_inside_stages_then_resume(tmp_path, sysu_root):
+    # train-mode BN extraction (features cached next to the checkpoint) and train-mode dropout for the text bank
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    overrides = [*TINY_OVERRIDES, "stage3.epochs=1", "quirks.dropout_text_bank=true"]
+    quirks = ["quirks.bn_train_extraction=true", "quirks.dropout_text_bank=true"]
+    overrides = [*TINY_OVERRIDES, "stage3.epochs=1", *quirks]
     assert run(script, sysu_root, tmp_path / "ref", "none", "fresh", overrides).returncode == 0
     out = tmp_path / "killed"
-    assert run(script, sysu_root, out, "2:1", "fresh", overrides).returncode == -signal.SIGKILL  # stage 2 done
+    assert run(script, sysu_root, out, "1:1", "fresh", overrides).returncode == -signal.SIGKILL  # stage 1 done
+    assert run(script, sysu_root, out, "2:0", "resume", overrides).returncode == -signal.SIGKILL  # mid stage 2
+    assert (out / "checkpoints" / "features_stage2.pt").is_file()
     assert run(script, sysu_root, out, "none", "resume", overrides).returncode == 0
+    assert sorted(os.listdir(out / "checkpoints")) == ["final.pt", "last.pt"]  # feature caches removed
     expected = load_checkpoint(tmp_path / "ref" / "checkpoints" / "final.pt")["model"]
     resumed = load_checkpoint(out / "checkpoints" / "final.pt")["model"]
     assert [k for k in expected if not torch.equal(expected[k], resumed[k])] == []

@@ -177,7 +177,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from ..engine.checkpoint import save_checkpoint
+    from ..engine.checkpoint import FEATURES_FORMAT, save_checkpoint
     from ..engine.distributed import resolve_device
     from ..extract import FeatureExtractor
 
@@ -188,7 +188,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     )  # fmt: skip
     features = extractor(paths)
     state = {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": not args.no_flip}
-    save_checkpoint(state, args.out, format="csdn-features-v1")  # atomic; torch.load(..., weights_only=True)
+    save_checkpoint(state, args.out, format=FEATURES_FORMAT)  # atomic; torch.load(..., weights_only=True)
     print(f"wrote {args.out}: {tuple(features.shape)} {args.modality} features of {len(paths)} images")
     return 0
 

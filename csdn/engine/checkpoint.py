@@ -22,6 +22,7 @@ import torch
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "FEATURES_FORMAT",
     "save_checkpoint",
     "load_checkpoint",
     "capture_rng_state",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "csdn-checkpoint-v1"  # stored under "format"; identifies a csdn training checkpoint
+FEATURES_FORMAT = "csdn-features-v1"  # format tag of feature files (stage-1/2 caches, ``csdn extract`` output)
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
@@ -60,7 +62,7 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike, *, format
     """Write ``state`` (plus ``format``) to ``path`` atomically: temp file in the same folder, fsync, rename.
 
     A crash or SIGKILL during the write leaves the previous file at ``path`` intact. ``format`` tags the
-    content (training checkpoints use :data:`CHECKPOINT_FORMAT`; ``csdn extract`` writes ``"csdn-features-v1"``).
+    content (training checkpoints use :data:`CHECKPOINT_FORMAT`, feature files :data:`FEATURES_FORMAT`).
 
     Raises:
         TypeError: if ``state`` holds anything but tensors and plain Python values.

@@ -25,6 +25,7 @@ from ..data.loaders import concat_views
 from ..data.samples import TrainSplit
 from ..losses import SupConLoss
 from .checkpoint import (
+    FEATURES_FORMAT,
     capture_rng_state,
     deterministic_algorithms,
     load_checkpoint,
@@ -65,9 +66,6 @@ logger = logging.getLogger(__name__)
 EvaluateFn = Callable[[nn.Module, int], Mapping[str, float]]
 #: Called after every epoch (after its checkpoint): ``callback(trainer, stage, epoch)``.
 EpochCallback = Callable[["Trainer", int, int], None]
-
-
-FEATURES_FORMAT = "csdn-features-v1"  # format tag of feature files (stage-1/2 caches, ``csdn extract``)
 
 
 class NonFiniteLossError(RuntimeError):

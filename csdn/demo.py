@@ -167,6 +167,7 @@ def _run(directory: str | os.PathLike | None, quick: bool, seed: int, out: Calla
         f"all-search single-shot: rank-1 {100 * head['rank1']:.1f}% (chance {100 * head['chance_rank1']:.1f}%), "
         f"mAP {100 * head['mAP']:.1f}% (chance {100 * head['chance_mAP']:.1f}%)"
     )
-    out(f"checkpoint: {checkpoint}\nlogs: {run_dir / 'metrics.jsonl'}, {run_dir / 'config.yaml'}; "
-        f"results: {run_dir / 'eval.json'}\ntotal time {result.seconds:.0f} s")  # fmt: skip
+    config = next((p for p in (run_dir / "config.yaml", run_dir / "config.json") if p.is_file()), run_dir)
+    out(f"checkpoint: {checkpoint}\nlogs: {run_dir / 'metrics.jsonl'} (per-epoch losses), {config}, "
+        f"{run_dir / 'run.json'}; results: {run_dir / 'eval.json'}\ntotal time {result.seconds:.0f} s")  # fmt: skip
     return result

@@ -125,8 +125,9 @@ def run_demo(
         quick: the smaller ``quick`` setting (used by the regression test) instead of ``default``.
         seed: seed of the synthetic dataset.
         threads: torch intra-op threads during the demo (restored afterwards); ``None`` keeps torch's setting.
-            The default 1 is as fast as 2 on an idle 2-core CPU for these tiny models and avoids a many-fold
-            slowdown when other processes compete for the cores (OpenMP threads spin while waiting).
+            The default 1 is the safe choice for these tiny models: on an idle 2-core CPU two threads are about
+            25% faster, but when other processes compete for the cores, spinning OpenMP threads make two threads
+            many times slower.
         out: where the summary lines go (``print`` for the CLI).
 
     Returns:

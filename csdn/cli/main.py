@@ -111,7 +111,7 @@ def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="train and evaluate on a synthetic SYSU-MM01 in a few minutes on CPU")
     p.add_argument("--dir", help="working folder for the dataset and the run (default: a new temporary folder)")
     p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (under a minute)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for tiny models)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, robust on busy machines)")
     p.set_defaults(func=_cmd_demo)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "check_plain",
     "seed_global_rngs",
     "deterministic_algorithms",
+    "atomic_write_text",
 ]
 
 CHECKPOINT_FORMAT = "csdn-checkpoint-v1"  # stored under "format"; identifies a csdn training checkpoint
@@ -108,6 +109,21 @@ def load_checkpoint(
             "pass a file written by `csdn train`"
         )
     return state
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 # ----------------------------------------------------------------------------------------------------- RNG states

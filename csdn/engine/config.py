@@ -15,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from .checkpoint import atomic_write_text
 
 __all__ = [
     "ModelConfig",
@@ -45,7 +46,8 @@ class ModelConfig:
     clip_seed: int = 0  # seed of the random tiny CLIP (only used when clip is "tiny-RN"/"tiny-ViT")
     last_stride: int = 1  # stride of the ResNet layer4; 1 gives an 18x9 map at 288x144 (official)
     stem: Literal["official", "clip"] = "official"  # "official": one ReLU after bn3; "clip": ReLU after each bn
-    n_ctx: int = 4  # learnable context tokens per identity in each prompt ("A photo of a X X X X person.")
+    n_ctx: int = 4  # learnable context tokens per identity in each prompt
+    template: str = "A photo of a X X X X person."  # prompt template with n_ctx "X" placeholders
     variant: Literal["csdn", "clip_vireid", "baseline"] = "csdn"  # ablation: full model / shared prompts / no text
     integrator: Literal["attention", "add", "none"] = "attention"  # text fusion: SII attention, t_vis+t_ir, none
     integrator_dropout: float = 0.1  # dropout inside the semantic integrator's q/k/v projections
@@ -63,6 +65,7 @@ class DataConfig:
     height: int = 288  # input height in pixels
     width: int = 144  # input width in pixels
     pad: int = 10  # zero padding before the random crop, pixels
+    flip_p: float = 0.5  # probability of the random horizontal flip
     erasing_p: float = 0.5  # probability of ChannelRandomErasing
     exchange_gray: int = 2  # ChannelExchange(gray): 2 (official) never converts to grey, 3 sometimes does
     adap_gray_p: float = 0.5  # probability of the luminance branch of ChannelAdapGray (infrared)
@@ -331,21 +334,6 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> Path:
         raise ValueError(f"config file {str(path)!r} has an unknown extension: expected .yaml, .yml or .json")
     atomic_write_text(path, text)
     return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _import_yaml() -> Any:

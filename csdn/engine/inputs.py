@@ -118,7 +118,13 @@ def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, gene
     """
     d, s3 = cfg.data, cfg.stage3
     transforms = build_train_transforms(
-        d.height, d.width, padding=d.pad, erasing_p=d.erasing_p, gray=d.exchange_gray, adapgray_p=d.adap_gray_p
+        d.height,
+        d.width,
+        padding=d.pad,
+        flip_p=d.flip_p,
+        erasing_p=d.erasing_p,
+        gray=d.exchange_gray,
+        adapgray_p=d.adap_gray_p,
     )
     sampler = CrossModalityIdentitySampler.from_split(
         train, s3.num_ids, s3.num_pos, seed=cfg.runtime.seed, num_replicas=dist.world_size, rank=dist.rank

@@ -45,6 +45,7 @@ def build_model(cfg: TrainConfig, num_classes: int, device: str | torch.device =
             stem_relu=m.stem,
             gem_p=m.gem_p,
             n_ctx=m.n_ctx,
+            template=m.template,
             shared_prompts=shared,
             integrator=integrator,
             integrator_dropout=m.integrator_dropout,

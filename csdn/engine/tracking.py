@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from .config import TrainConfig, atomic_write_text, save_config
+from .checkpoint import atomic_write_text
+from .config import TrainConfig, save_config
 from .distributed import all_reduce_mean
 
 __all__ = ["EpochMeter", "MetricsLogger", "run_provenance", "write_run_files", "progress"]

@@ -17,7 +17,8 @@ def test_defaults_are_the_official_hyper_parameters():
     assert (s3.epochs, s3.num_ids, s3.num_pos, s3.lr, s3.weight_decay) == (120, 8, 4, 3e-4, 5e-4)
     assert (s3.warmup_epochs, s3.warmup_factor, s3.milestones, s3.gamma) == (10, 0.01, (40, 70), 0.1)
     assert (s3.lambda1, s3.lambda2, s3.lambda3, s3.fast_lr_mult) == (0.15, 0.05, 0.1, 2.0)
-    assert cfg.data.exchange_gray == 2 and cfg.model.integrator == "attention"
+    assert cfg.data.exchange_gray == 2 and cfg.model.integrator == "attention" and cfg.data.flip_p == 0.5
+    assert cfg.model.template == "A photo of a X X X X person." and cfg.data.pad == 10
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])

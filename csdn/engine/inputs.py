@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from typing import NamedTuple
 
@@ -14,10 +15,19 @@ from ..data.loaders import CrossModalityDataset, ImageDataset
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TestSplit, TrainSplit
 from ..data.transforms import build_test_transform, build_train_transforms
+from .checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
 from .config import DataConfig, TrainConfig
 from .distributed import DistInfo
 
-__all__ = ["FeatureBank", "extract_features", "extract_feature_bank", "image_stage_loader", "holdout_validation"]
+__all__ = [
+    "FeatureBank",
+    "extract_features",
+    "extract_feature_bank",
+    "save_feature_bank",
+    "load_feature_bank",
+    "image_stage_loader",
+    "holdout_validation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +118,17 @@ def extract_feature_bank(
         infrared,
         torch.tensor([s.label for s in train.infrared], dtype=torch.long),
     )
+
+
+def save_feature_bank(bank: FeatureBank, path: str | os.PathLike) -> None:
+    """Write ``bank`` atomically (CPU tensors, format :data:`~csdn.engine.checkpoint.FEATURES_FORMAT`)."""
+    save_checkpoint({k: v.cpu() for k, v in bank._asdict().items()}, path, format=FEATURES_FORMAT)
+
+
+def load_feature_bank(path: str | os.PathLike, device: torch.device | str = "cpu") -> FeatureBank:
+    """Read a bank written by :func:`save_feature_bank` onto ``device``."""
+    saved = load_checkpoint(path, format=FEATURES_FORMAT)
+    return FeatureBank(*(saved[name].to(device) for name in FeatureBank._fields))
 
 
 def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, generator: torch.Generator) -> DataLoader:

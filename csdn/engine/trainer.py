@@ -25,7 +25,6 @@ from ..data.loaders import concat_views
 from ..data.samples import TrainSplit
 from ..losses import SupConLoss
 from .checkpoint import (
-    FEATURES_FORMAT,
     capture_rng_state,
     deterministic_algorithms,
     load_checkpoint,
@@ -43,7 +42,7 @@ from .distributed import (
     resolve_device,
     restore_rank_rng_state,
 )
-from .inputs import FeatureBank, extract_feature_bank, image_stage_loader
+from .inputs import FeatureBank, extract_feature_bank, image_stage_loader, load_feature_bank, save_feature_bank
 from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
 from .presets import stages_to_run
 from .stages import (
@@ -225,42 +224,46 @@ class Trainer:
 
     def _prepare_stage(self, stage: int, resume: dict[str, Any] | None) -> None:
         """Stage inputs: the cached image features (stages 1-2) or the fixed text banks (stage 3)."""
-        rt, quirks = self.cfg.runtime, self.cfg.quirks
-        cache = self.output_dir / "checkpoints" / f"features_stage{stage}.pt"
-        for earlier in range(1, stage):  # feature caches of finished stages are no longer needed
-            if self.dist.is_main:
+        if self.dist.is_main:
+            for earlier in range(1, stage):  # feature caches of finished stages are no longer needed
                 (self.output_dir / "checkpoints" / f"features_stage{earlier}.pt").unlink(missing_ok=True)
-        if stage in (1, 2) and quirks.bn_train_extraction and resume is not None and cache.is_file():
-            # train-mode extraction changed the BN statistics already in the checkpoint: reuse, don't redo
-            self._features = FeatureBank(
-                **{k: v for k, v in load_checkpoint(cache, format=FEATURES_FORMAT).items() if k != "format"}
-            )
-        elif stage in (1, 2) and (self._features is None or quirks.bn_train_extraction):
-            self._features = extract_feature_bank(
-                self.model,
-                self.train_split,
-                self.cfg.data,
-                self.device,
-                train_bn=quirks.bn_train_extraction,
-                batch_size=self._stage_cfg(stage).batch_size if quirks.bn_train_extraction else None,
-                generator=self.generators["order"],
-                channels_last=rt.channels_last,
-                amp=rt.amp,
-            )
-            if quirks.bn_train_extraction and self.dist.is_main:
-                save_checkpoint(self._features._asdict(), cache, format=FEATURES_FORMAT)
+        if stage in (1, 2):
+            self._features = self._stage_features(stage, resuming=resume is not None)
         if stage == 3 and self.cfg.model.variant != "baseline":
             if resume is not None:
                 self.text_banks = {m: t.to(self.device) for m, t in resume["text_banks"].items()}
             else:
                 integrator = "none" if self.cfg.model.variant == "clip_vireid" else self.cfg.model.integrator
-                banks = compute_text_banks(
-                    self.model, integrator, self.cfg.data.extract_batch_size, quirks.dropout_text_bank
+                self.text_banks = compute_text_banks(
+                    self.model, integrator, self.cfg.data.extract_batch_size, self.cfg.quirks.dropout_text_bank
                 )
-                self.text_banks = banks
         if stage == 3:
             self._loader = image_stage_loader(self.train_split, self.cfg, self.dist, self.generators["loader"])
             self._stage3_loss = ImageStageLoss(self.cfg.stage3, use_text=self.cfg.model.variant != "baseline")
+
+    def _stage_features(self, stage: int, resuming: bool) -> FeatureBank:
+        """Frozen image features: extracted once in eval mode and shared by stages 1-2, or (official quirk) per
+        stage in train mode and cached next to the checkpoint, since re-extracting would move the BN statistics."""
+        train_bn = self.cfg.quirks.bn_train_extraction
+        cache = self.output_dir / "checkpoints" / f"features_stage{stage}.pt"
+        if train_bn and resuming and cache.is_file():
+            return load_feature_bank(cache, self.device)
+        if self._features is not None and not train_bn:
+            return self._features
+        bank = extract_feature_bank(
+            self.model,
+            self.train_split,
+            self.cfg.data,
+            self.device,
+            train_bn=train_bn,
+            batch_size=self._stage_cfg(stage).batch_size if train_bn else None,
+            generator=self.generators["order"],
+            channels_last=self.cfg.runtime.channels_last,
+            amp=self.cfg.runtime.amp,
+        )
+        if train_bn and self.dist.is_main:
+            save_feature_bank(bank, cache)
+        return FeatureBank(*(t.to(self.device) for t in bank))
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if not self.dist.distributed:

@@ -163,3 +163,15 @@ def test_ablations_train_the_right_stages(tiny_cfg, sysu_train, ablation, stages
         assert not torch.equal(trainer.text_banks["visible"], trainer.text_banks["infrared"])
     if ablation == "clip_vireid":  # one shared prompt learner: both modalities use the same bank
         assert torch.equal(trainer.text_banks["visible"], trainer.text_banks["infrared"])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_with_amp_and_channels_last(tiny_cfg, sysu_train):
+    extra = ("runtime.device=cuda", "runtime.amp=bf16", "runtime.channels_last=true", "runtime.deterministic=false")
+    cfg = tiny_cfg(*extra)
+    model = build_model(cfg, sysu_train.num_classes, "cuda")
+    Trainer(cfg, model, sysu_train).fit()
+    assert next(model.parameters()).device.type == "cuda"
+    state = load_checkpoint(cfg.runtime.output_dir + "/checkpoints/final.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -273,6 +273,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``csdn`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # lets runtime.deterministic=true work on CUDA
     _configure_logging(args.quiet)
     from ..engine.trainer import NonFiniteLossError
 

@@ -175,12 +175,21 @@ def seed_global_rngs(seed: int) -> None:
 
 
 @contextlib.contextmanager
-def deterministic_algorithms(enabled: bool) -> Iterator[None]:
-    """Within the block, ``torch.use_deterministic_algorithms(enabled)`` (and no cuDNN benchmarking) when enabled;
-    the previous settings are restored on exit."""
+def deterministic_algorithms(enabled: bool, device: torch.device | None = None) -> Iterator[None]:
+    """Within the block, ``torch.use_deterministic_algorithms(True)`` and no cuDNN benchmarking when ``enabled``;
+    the previous settings are restored on exit.
+
+    Raises:
+        ValueError: on CUDA without ``CUBLAS_WORKSPACE_CONFIG`` (cuBLAS needs it for deterministic results).
+    """
     if not enabled:
         yield
         return
+    if device is not None and device.type == "cuda" and not os.environ.get("CUBLAS_WORKSPACE_CONFIG"):
+        raise ValueError(
+            "runtime.deterministic=true on CUDA needs CUBLAS_WORKSPACE_CONFIG=:4096:8 in the environment before "
+            "CUDA starts (the csdn command line sets it); or set runtime.deterministic=false"
+        )
     previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False

@@ -134,7 +134,7 @@ class Trainer:
         state = self._load_resume_state() if resume else None
         if state is None:
             self._start_fresh()
-        with deterministic_algorithms(self.cfg.runtime.deterministic):
+        with deterministic_algorithms(self.cfg.runtime.deterministic, self.device):
             for stage in stages_to_run(self.cfg):
                 if state is not None and stage < state["stage"]:
                     continue

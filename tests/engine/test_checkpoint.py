@@ -67,3 +67,14 @@ def test_rng_state_survives_a_checkpoint(tmp_path):
     assert draws(gen2) == expected
     with pytest.raises(ValueError, match="no state for generator 'other'"):
         ckpt.restore_rng_state(ckpt.load_checkpoint(tmp_path / "c.pt")["rng"], {"other": gen2})
+
+
+def test_deterministic_block_restores_flags_and_checks_cublas(monkeypatch):
+    before = torch.are_deterministic_algorithms_enabled()
+    with ckpt.deterministic_algorithms(True, torch.device("cpu")):
+        assert torch.are_deterministic_algorithms_enabled()
+    assert torch.are_deterministic_algorithms_enabled() == before
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="CUBLAS_WORKSPACE_CONFIG=:4096:8"):
+        with ckpt.deterministic_algorithms(True, torch.device("cuda", 0)):
+            pass

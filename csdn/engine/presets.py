@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from .config import DataConfig, ImageStageConfig, ModelConfig, PromptStageConfig, RuntimeConfig, TrainConfig
 
-__all__ = ["PRESETS", "ABLATIONS", "get_preset", "apply_ablation"]
+__all__ = ["PRESETS", "ABLATIONS", "get_preset", "apply_ablation", "stages_to_run"]
 
 
 def _dataset_preset(dataset: str) -> Callable[[], TrainConfig]:

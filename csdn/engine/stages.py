@@ -12,8 +12,6 @@ CSDN model, so the same code runs plain or wrapped in ``DistributedDataParallel`
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,7 +33,6 @@ __all__ = [
     "compute_text_banks",
 ]
 
-logger = logging.getLogger(__name__)
 VISIBLE, INFRARED = "visible", "infrared"
 
 

@@ -335,8 +335,9 @@ class Trainer:
             values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
             raise NonFiniteLossError(
                 f"stage {stage} epoch {epoch + 1} iteration {iteration + 1}: the loss is not finite ({values}); "
-                f"training stopped, the last good checkpoint {self.checkpoint_path} is intact. Lower the learning "
-                "rate, set runtime.grad_clip_norm, or use runtime.amp=bf16/none, then resume with --resume"
+                f"training stopped, the last good checkpoint {self.checkpoint_path} is intact. Resume it with "
+                "--resume and runtime.grad_clip_norm or runtime.amp=bf16/none (runtime.* may change on resume), "
+                "or start a new run with a lower learning rate"
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

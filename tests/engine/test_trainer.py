@@ -90,6 +90,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg, sysu_tra
     state = load_checkpoint(trainer.checkpoint_path)
     assert (state["stage"], state["epoch"]) == (3, 1)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    clipped = tiny_cfg("runtime.grad_clip_norm=5.0")  # runtime.* may change when resuming
+    final = Trainer(clipped, build_model(clipped, sysu_train.num_classes), sysu_train).fit(resume=True)
+    assert load_checkpoint(final)["stage"] == "final"
 
 
 def test_periodic_evaluation_does_not_change_training(tiny_cfg, sysu_train):

@@ -141,7 +141,10 @@ def write_run_files(output_dir: str | os.PathLike, cfg: TrainConfig) -> dict[str
         save_config(cfg, output_dir / "config.json")
     provenance = run_provenance(cfg.runtime.seed)
     atomic_write_text(output_dir / "run.json", json.dumps(provenance, indent=2) + "\n")
-    logger.info("run %s: %s", output_dir, provenance)
+    logger.info(
+        "run folder %s (seed %s, csdn %s, torch %s, git %s)",
+        output_dir, provenance["seed"], provenance["csdn"], provenance["torch"], (provenance["git_commit"] or "-")[:10],
+    )  # fmt: skip
     return provenance
 
 

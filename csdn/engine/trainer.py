@@ -203,7 +203,8 @@ class Trainer:
             start = resume["epoch"]
         params = [p for g in optimizer.param_groups for p in g["params"]]
         run_epoch = {1: self._stage1_epoch, 2: self._stage2_epoch, 3: self._stage3_epoch}[stage]
-        logger.info("stage %d: epochs %d..%d, %d trainable tensors", stage, start, cfg.epochs - 1, len(params))
+        what = {1: "prompt learners", 2: "semantic integrator", 3: "image side"}[stage]
+        logger.info("stage %d (%s): epochs %d..%d, %d tensors trained", stage, what, start + 1, cfg.epochs, len(params))
         for epoch in range(start, cfg.epochs):
             tic = time.perf_counter()
             lrs = [g["lr"] for g in optimizer.param_groups]

@@ -19,6 +19,9 @@ from .data import Modality as Modality
 from .data import RegDB as RegDB
 from .data import Sample as Sample
 from .data import open_dataset as open_dataset
+from .engine import TrainConfig as TrainConfig
+from .engine import Trainer as Trainer
+from .engine import get_preset as get_preset
 from .evaluation import VIReIDEvaluator as VIReIDEvaluator
 from .evaluation import distance as distance
 from .evaluation import evaluate as evaluate

@@ -144,3 +144,28 @@ def test_config_precedence(tmp_path):
     assert cfg.stage3.epochs == 7 and cfg.stage1.epochs == 60  # file keys merged onto the preset
     assert cfg.stage3.lr == 0.002 and cfg.runtime.seed == 9  # --set wins over the file
     assert (cfg.model.variant, cfg.model.integrator) == ("clip_vireid", "none")  # --ablation wins over the file
+
+
+def test_eval_and_extract_without_the_clip_file(capsys, sysu_root, tmp_path):
+    from csdn.clip import tiny_state_dict
+
+    clip_file = tmp_path / "clip.pt"
+    torch.save(tiny_state_dict("RN", seed=2), clip_file)
+    sets = [x for item in [*TINY, f"runtime.output_dir={tmp_path / 'run'}", f"model.clip={clip_file}"]
+            for x in ("--set", item)]  # fmt: skip
+    assert run_cli(capsys, "-q", "train", "--preset", "demo", "--root", sysu_root, *sets, "--no-eval")[0] == 0
+    final = tmp_path / "run" / "checkpoints" / "final.pt"
+    results = {}
+    for when in ("with", "without"):
+        if when == "without":
+            clip_file.unlink()
+        code, out, err = run_cli(capsys, "-q", "eval", "--root", sysu_root, "--checkpoint", final, "--trials", 1,
+                                 "--json", tmp_path / f"{when}.json")  # fmt: skip
+        assert code == 0 and "sysu all-search single-shot" in out, err
+        code, _, err = run_cli(capsys, "-q", "extract", "--checkpoint", final, "--images", sysu_root / "cam3",
+                               "--modality", "infrared", "--out", tmp_path / f"{when}.pt")  # fmt: skip
+        assert code == 0, err
+        results[when] = json.loads((tmp_path / f"{when}.json").read_text())["summary"]
+    assert results["with"] == results["without"]
+    features = [torch.load(tmp_path / f"{when}.pt", weights_only=True)["features"] for when in ("with", "without")]
+    torch.testing.assert_close(features[0], features[1], rtol=0, atol=0)

@@ -43,6 +43,7 @@ from .distributed import (
     restore_rank_rng_state,
 )
 from .inputs import FeatureBank, extract_feature_bank, image_stage_loader, load_feature_bank, save_feature_bank
+from .modeling import CLIP_ARCH_KEY
 from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
 from .presets import stages_to_run
 from .stages import (
@@ -386,6 +387,7 @@ class Trainer:
                 "sampler": {"seed": self.cfg.runtime.seed, "next_epoch": epoch} if stage == 3 else {},
                 "config": config_to_dict(self.cfg),
                 "num_classes": int(self.model.num_classes),
+                CLIP_ARCH_KEY: getattr(self.model, "clip_arch", None),
             }
             save_checkpoint(state, self.checkpoint_path)
         barrier()
@@ -396,6 +398,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "config": config_to_dict(self.cfg),
             "num_classes": int(self.model.num_classes),
+            CLIP_ARCH_KEY: getattr(self.model, "clip_arch", None),  # lets load_trained_model skip the CLIP file
         }
 
 

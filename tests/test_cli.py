@@ -169,3 +169,34 @@ def test_eval_and_extract_without_the_clip_file(capsys, sysu_root, tmp_path):
     assert results["with"] == results["without"]
     features = [torch.load(tmp_path / f"{when}.pt", weights_only=True)["features"] for when in ("with", "without")]
     torch.testing.assert_close(features[0], features[1], rtol=0, atol=0)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # the first 8 bytes of every PNG file (PNG specification, section 5.2)
+
+
+def test_eval_plot_writes_valid_pngs(capsys, trained, sysu_root, tmp_path):
+    pytest.importorskip("matplotlib")
+    import PIL.Image
+
+    plots = tmp_path / "plots"
+    code, out, err = run_cli(capsys, "-q", "eval", "--root", sysu_root, "--checkpoint", trained, "--trials", 1,
+                             "--plot", plots)  # fmt: skip
+    assert code == 0, err
+    expected = {"ranked_lists.png", "cmc.png", "projection.png", "heatmaps_query.png", "heatmaps_top1.png"}
+    assert {p.name for p in plots.iterdir()} == expected  # and no temporary file left behind
+    for name in sorted(expected):
+        assert (plots / name).read_bytes()[:8] == PNG_SIGNATURE, name
+        with PIL.Image.open(plots / name) as image:
+            assert image.format == "PNG" and min(image.size) > 50
+            image.verify()  # checks the chunk CRCs
+    assert f"plots written to {plots}" in out
+
+
+def test_eval_plot_without_matplotlib_is_one_clear_line(capsys, monkeypatch, trained, sysu_root, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    code, out, err = run_cli(capsys, "eval", "--root", sysu_root, "--checkpoint", trained, "--plot", tmp_path / "p")
+    assert code == 2 and out == ""  # refused before evaluating
+    assert err.splitlines()[-1] == (
+        "csdn: error: matplotlib is not installed; it comes with the 'viz' extra: pip install 'csdn[viz]'"
+    )
+    assert not (tmp_path / "p").exists()

@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   csdn train --dataset sysu --root data/SYSU-MM01 --ablation baseline --set stage3.epochs=60
   torchrun --nproc_per_node=4 -m csdn train --dataset llcm --root data/LLCM
   csdn eval --root data/SYSU-MM01 --checkpoint runs/sysu/checkpoints/final.pt --json results.json
+  csdn eval --root data/SYSU-MM01 --checkpoint final.pt --plot plots/   # ranked lists, CMC, PCA, Grad-CAM
   csdn extract --checkpoint final.pt --images gallery/ --modality visible --out gallery.pt
   csdn data stats data/SYSU-MM01
 """
@@ -90,6 +91,7 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
     p.add_argument("--no-flip", action="store_true", help="do not add the flipped image's features")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--plot", metavar="DIR", help="also write ranked lists, CMC, PCA, Grad-CAM PNGs here (viz extra)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     p.set_defaults(func=_cmd_eval)
@@ -165,6 +167,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.trials is not None and args.trials < 1:
         raise ValueError(f"--trials {args.trials} is invalid: expected a number of trials >= 1")
+    if args.plot:  # fail before the evaluation, not after it
+        from .._optional import require
+
+        require("matplotlib", "viz")
     device = resolve_device(args.device)
     model, cfg, _ = load_trained_model(args.checkpoint, device)
     name = args.dataset or cfg.data.dataset
@@ -172,7 +178,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     evaluator = make_evaluator(
         dataset, cfg, device, rerank=args.rerank, flip=not args.no_flip, batch_size=args.batch_size
     )
-    print_report(evaluator.run(model, args.trials), args.json)
+    report = evaluator.run(model, args.trials)
+    print_report(report, args.json)
+    if args.plot:
+        from ..viz import plot_evaluation
+
+        written = plot_evaluation(args.plot, evaluator, model, report, image_size=(cfg.data.height, cfg.data.width))
+        print(f"plots written to {args.plot}: {', '.join(path.name for path in written.values())}")
     return 0
 
 

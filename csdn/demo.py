@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ._io import atomic_path
 from .cli.reporting import chance_level, make_evaluator, print_report
 from .data import SYSUMM01
 from .data.synthetic import make_sysu
@@ -94,19 +95,18 @@ def _write_dataset(root: Path, setting: DemoSetting, seed: int) -> None:
     if (root / "exp" / "test_id.txt").is_file():
         logger.info("reusing the synthetic dataset in %s", root)
         return
-    staging = Path(tempfile.mkdtemp(prefix=".sysu-", dir=root.parent))
-    make_sysu(
-        staging,
-        num_train_ids=setting.train_ids,
-        num_val_ids=setting.val_ids,
-        num_test_ids=setting.test_ids,
-        images_per_cam=setting.images_per_cam,
-        image_size=setting.image_size,
-        seed=seed,
-    )
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(staging, root)
+    with atomic_path(root) as staging:
+        make_sysu(
+            staging,
+            num_train_ids=setting.train_ids,
+            num_val_ids=setting.val_ids,
+            num_test_ids=setting.test_ids,
+            images_per_cam=setting.images_per_cam,
+            image_size=setting.image_size,
+            seed=seed,
+        )
+        if root.exists():  # an incomplete tree from an older run (os.replace cannot overwrite a full folder)
+            shutil.rmtree(root)
 
 
 def run_demo(

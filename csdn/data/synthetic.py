@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from .._io import atomic_path
 from .samples import Modality
 
 __all__ = ["render_person", "make_sysu", "make_regdb", "make_llcm"]
@@ -87,11 +88,8 @@ def render_person(
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _write_image(path: str, array: np.ndarray, grey: bool = False) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .checkpoint import atomic_write_text
+from .._io import atomic_write_text
 
 __all__ = [
     "ModelConfig",

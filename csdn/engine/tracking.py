@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from .checkpoint import atomic_write_text
+from .._io import atomic_write_text
 from .config import TrainConfig, save_config
 from .distributed import all_reduce_mean
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._optional import atomic_target, require
+from .._io import atomic_path
+from .._optional import require
 from ..data.samples import Modality
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..evaluation.features import FLIP_MODES, encode_images, model_device
@@ -129,7 +130,7 @@ def export_onnx(
     try:
         with torch.no_grad():
             dim = int(wrapper(example).shape[1])
-        with atomic_target(out) as tmp:
+        with atomic_path(out) as tmp:
             _run_exporter(wrapper, example, tmp, opset, dynamo)
             proto = onnx.load(str(tmp))
             onnx.helper.set_model_props(proto, _metadata(modality, size, flip_mode if flip else "none", dim))

@@ -11,7 +11,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .._optional import atomic_target, require
+from .._io import atomic_path
+from .._optional import require
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..extract import to_pil_image
 
@@ -31,7 +32,7 @@ def new_figure(width: float, height: float) -> Any:
 def save_figure(figure: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Write ``figure`` to ``path`` atomically (format from the suffix, e.g. ``.png``); returns the path."""
     path = Path(path)
-    with atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     return path
 

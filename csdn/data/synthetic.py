@@ -13,14 +13,13 @@ The writers produce the exact public layouts read by :class:`~csdn.data.SYSUMM01
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
-from .._io import atomic_path
+from .._io import atomic_path, atomic_write_text
 from .samples import Modality
 
 __all__ = ["render_person", "make_sysu", "make_regdb", "make_llcm"]
@@ -87,23 +86,12 @@ def render_person(
     return (np.clip(image + noise, 0, 1) * 255).round().astype(np.uint8)
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def _write_image(path: str, array: np.ndarray, grey: bool = False) -> None:
     image = Image.fromarray(array[..., 0] if grey else array)
-    buffer = io.BytesIO()
     ext = os.path.splitext(path)[1].lower()
-    image.save(
-        buffer, format={".jpg": "JPEG", ".png": "PNG", ".bmp": "BMP"}[ext], **({"quality": 92} if ext == ".jpg" else {})
-    )
-    _write_atomic(path, buffer.getvalue())
-
-
-def _write_text(path: str, text: str) -> None:
-    _write_atomic(path, text.encode("utf-8"))
+    options = {"quality": 92} if ext == ".jpg" else {}
+    with atomic_path(path) as tmp:
+        image.save(tmp, format={".jpg": "JPEG", ".png": "PNG", ".bmp": "BMP"}[ext], **options)
 
 
 def _check_counts(**counts: int) -> None:
@@ -158,7 +146,7 @@ def make_sysu(
     rng = np.random.default_rng([seed, 1])
     splits = _split_ids(rng, (num_train_ids, num_val_ids, num_test_ids))
     for name, ids in zip(("train", "val", "test"), splits, strict=True):
-        _write_text(os.path.join(root, "exp", f"{name}_id.txt"), ",".join(map(str, ids)) + "\n")
+        atomic_write_text(os.path.join(root, "exp", f"{name}_id.txt"), ",".join(map(str, ids)) + "\n")
     for cam in range(1, 7):
         os.makedirs(os.path.join(root, f"cam{cam}"), exist_ok=True)
     for pid in sorted(p for ids in splits for p in ids):
@@ -204,7 +192,7 @@ def make_regdb(
         for split, ids in halves.items():
             for tag in ("visible", "thermal"):
                 lines = [f"{rel} {label}" for label, pid in enumerate(ids) for rel in files[tag][pid]]
-                _write_text(os.path.join(root, "idx", f"{split}_{tag}_{trial}.txt"), "\n".join(lines) + "\n")
+                atomic_write_text(os.path.join(root, "idx", f"{split}_{tag}_{trial}.txt"), "\n".join(lines) + "\n")
     return root
 
 
@@ -230,7 +218,7 @@ def make_llcm(
     root = os.fspath(root)
     rng = np.random.default_rng([seed, 4])
     train_ids, test_ids = _split_ids(rng, (num_train_ids, num_test_ids))
-    _write_text(os.path.join(root, "idx", "test_id.txt"), ",".join(map(str, test_ids)) + "\n")
+    atomic_write_text(os.path.join(root, "idx", "test_id.txt"), ",".join(map(str, test_ids)) + "\n")
     cams = {
         "vis": (Modality.VISIBLE.value, tuple(range(1, 10))),
         "nir": (Modality.INFRARED.value, (1, 2, 4, 5, 6, 7, 8, 9)),
@@ -247,5 +235,5 @@ def make_llcm(
                         if split == "train":
                             train_lines[tag].append(f"{rel} {label}")
     for tag, lines in train_lines.items():
-        _write_text(os.path.join(root, "idx", f"train_{tag}.txt"), "\n".join(lines) + "\n")
+        atomic_write_text(os.path.join(root, "idx", f"train_{tag}.txt"), "\n".join(lines) + "\n")
     return root

@@ -89,11 +89,9 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="dataset (default: the checkpoint's)")
     p.add_argument("--trials", type=int, help="number of trials to average (default: all the protocol has)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
-    p.add_argument("--no-flip", action="store_true", help="do not add the flipped image's features")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--plot", metavar="DIR", help="also write ranked lists, CMC, PCA, Grad-CAM PNGs here (viz extra)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
+    _add_inference_options(p)
     p.set_defaults(func=_cmd_eval)
 
 
@@ -103,10 +101,15 @@ def _add_extract(sub: Any) -> None:
     p.add_argument("--images", required=True, help="a folder of images or a text file with one path per line")
     p.add_argument("--modality", required=True, choices=["visible", "infrared"], help="which stem to use")
     p.add_argument("--out", required=True, help="output .pt file: {'features': (N, D), 'paths': [...], ...}")
+    _add_inference_options(p)
+    p.set_defaults(func=_cmd_extract)
+
+
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that run a trained model over images (``eval``, ``extract``)."""
     p.add_argument("--no-flip", action="store_true", help="do not add the flipped image's features")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
-    p.set_defaults(func=_cmd_extract)
 
 
 def _add_demo(sub: Any) -> None:

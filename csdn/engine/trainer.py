@@ -245,7 +245,9 @@ class Trainer:
 
     def _stage_features(self, stage: int, resuming: bool) -> FeatureBank:
         """Frozen image features: extracted once in eval mode and shared by stages 1-2, or (official quirk) per
-        stage in train mode and cached next to the checkpoint, since re-extracting would move the BN statistics."""
+        stage in train mode and cached next to the checkpoint, since re-extracting would move the BN statistics.
+        The official script extracts both stages' features through the same loader of ``stage1_batch_size``
+        images, so the train-mode BN statistics come from ``stage1.batch_size`` images in stage 2 as well."""
         train_bn = self.cfg.quirks.bn_train_extraction
         cache = self.output_dir / "checkpoints" / f"features_stage{stage}.pt"
         if train_bn and resuming and cache.is_file():
@@ -258,7 +260,7 @@ class Trainer:
             self.cfg.data,
             self.device,
             train_bn=train_bn,
-            batch_size=self._stage_cfg(stage).batch_size if train_bn else None,
+            batch_size=self.cfg.stage1.batch_size if train_bn else None,
             generator=self.generators["order"],
             channels_last=self.cfg.runtime.channels_last,
             amp=self.cfg.runtime.amp,

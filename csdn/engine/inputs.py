@@ -23,6 +23,7 @@ __all__ = [
     "FeatureBank",
     "extract_features",
     "extract_feature_bank",
+    "sampled_bank_split",
     "save_feature_bank",
     "load_feature_bank",
     "image_stage_loader",
@@ -33,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 
 class FeatureBank(NamedTuple):
-    """Frozen CLIP-space image features of every training image (CPU, float32).
+    """Frozen CLIP-space image features of the training images of a split (CPU, float32).
+
+    The split is the whole training set, or the official identity-sampled bank (:func:`sampled_bank_split`).
 
     Attributes:
         visible: (Nv, D) features of ``train.visible`` in order.
@@ -118,6 +121,29 @@ def extract_feature_bank(
         infrared,
         torch.tensor([s.label for s in train.infrared], dtype=torch.long),
     )
+
+
+def sampled_bank_split(train: TrainSplit, num_ids: int, num_pos: int, seed: int, stage: int) -> TrainSplit:
+    """The images of the official stage-1/2 feature bank: one epoch of the identity sampler, drawn per stage.
+
+    The official script extracts its stage-1/2 features through a loader driven by the stage-3
+    ``IdentitySampler`` (``num_ids`` identities x ``num_pos`` images per modality, images with replacement),
+    so its bank holds ``(N // (num_ids * num_pos) + 1) * num_ids * num_pos`` identity-aligned visible/infrared
+    pairs (``N`` = the larger modality's image count), identities drawn uniformly, and is drawn again for stage 2.
+
+    Args:
+        train: the training split.
+        num_ids, num_pos: ``P`` and ``K`` of the sampler (``stage3.num_ids``, ``stage3.num_pos``).
+        seed: the run's seed.
+        stage: 1 or 2; selects the draw (sampler epoch ``10**6 + stage``, apart from the stage-3 epochs).
+
+    Returns:
+        A :class:`TrainSplit` whose ``visible[i]`` and ``infrared[i]`` are the ``i``-th pair (same label).
+    """
+    sampler = CrossModalityIdentitySampler.from_split(train, num_ids, num_pos, seed=seed)
+    sampler.set_epoch(10**6 + stage)
+    pairs = list(sampler)
+    return TrainSplit([train.visible[v] for v, _ in pairs], [train.infrared[i] for _, i in pairs], train.num_classes)
 
 
 def save_feature_bank(bank: FeatureBank, path: str | os.PathLike) -> None:

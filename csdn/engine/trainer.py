@@ -42,7 +42,14 @@ from .distributed import (
     resolve_device,
     restore_rank_rng_state,
 )
-from .inputs import FeatureBank, extract_feature_bank, image_stage_loader, load_feature_bank, save_feature_bank
+from .inputs import (
+    FeatureBank,
+    extract_feature_bank,
+    image_stage_loader,
+    load_feature_bank,
+    sampled_bank_split,
+    save_feature_bank,
+)
 from .modeling import CLIP_ARCH_KEY
 from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
 from .presets import stages_to_run
@@ -248,15 +255,19 @@ class Trainer:
         stage in train mode and cached next to the checkpoint, since re-extracting would move the BN statistics.
         The official script extracts both stages' features through the same loader of ``stage1_batch_size``
         images, so the train-mode BN statistics come from ``stage1.batch_size`` images in stage 2 as well."""
-        train_bn = self.cfg.quirks.bn_train_extraction
+        train_bn, sampled = self.cfg.quirks.bn_train_extraction, self.cfg.quirks.sampled_feature_bank
         cache = self.output_dir / "checkpoints" / f"features_stage{stage}.pt"
         if train_bn and resuming and cache.is_file():
             return load_feature_bank(cache, self.device)
-        if self._features is not None and not train_bn:
+        if self._features is not None and not (train_bn or sampled):
             return self._features
+        split = self.train_split
+        if sampled:
+            s3 = self.cfg.stage3
+            split = sampled_bank_split(split, s3.num_ids, s3.num_pos, self.cfg.runtime.seed, stage)
         bank = extract_feature_bank(
             self.model,
-            self.train_split,
+            split,
             self.cfg.data,
             self.device,
             train_bn=train_bn,
@@ -284,9 +295,11 @@ class Trainer:
     def _stage1_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
         bank, cfg = self._features, self.cfg.stage1
         criterion, meter = SupConLoss(cfg.temperature), EpochMeter()
-        batches = paired_batches(
-            bank.visible_labels, bank.infrared_labels, cfg.batch_size, self.generators["order"], *self._shard()
-        )
+        gen, shard = self.generators["order"], self._shard()
+        if self.cfg.quirks.sampled_feature_bank:  # official: shuffle the identity-aligned pairs of the bank
+            batches = [(b, b) for b in shuffled_batches(bank.visible_labels.numel(), cfg.batch_size, gen, *shard)]
+        else:
+            batches = paired_batches(bank.visible_labels, bank.infrared_labels, cfg.batch_size, gen, *shard)
         for i, (vi, ii) in enumerate(self._bar(batches, f"stage 1 epoch {epoch + 1}")):
             lv, li = bank.visible_labels[vi].to(self.device), bank.infrared_labels[ii].to(self.device)
             with self._autocast():

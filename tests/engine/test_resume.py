@@ -65,10 +65,10 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, sysu_root):
 
 
 def test_official_quirks_kill_between_and_inside_stages_then_resume(tmp_path, sysu_root):
-    # train-mode BN extraction (features cached next to the checkpoint) and train-mode dropout for the text bank
+    # identity-sampled train-mode BN extraction (features cached next to the checkpoint), train-mode text-bank dropout
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    quirks = ["quirks.bn_train_extraction=true", "quirks.dropout_text_bank=true"]
+    quirks = ["quirks.bn_train_extraction=true", "quirks.dropout_text_bank=true", "quirks.sampled_feature_bank=true"]
     overrides = [*TINY_OVERRIDES, "stage3.epochs=1", *quirks]
     assert run(script, sysu_root, tmp_path / "ref", "none", "fresh", overrides).returncode == 0
     out = tmp_path / "killed"

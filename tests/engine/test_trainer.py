@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from csdn.engine import apply_ablation, load_checkpoint
-from csdn.engine.inputs import holdout_validation
+from csdn.engine.inputs import holdout_validation, sampled_bank_split
 from csdn.engine.modeling import build_model, load_trained_model
 from csdn.engine.trainer import NonFiniteLossError, Trainer
 
@@ -202,3 +202,31 @@ def test_official_bn_train_extraction_uses_stage1_batch_size_in_both_stages(tiny
     for n in (len(sysu_train.visible), len(sysu_train.infrared)):
         per_stage += [8] * (n // 8) + ([n % 8] if n % 8 else [])
     assert sizes == per_stage * 2
+
+
+def test_sampled_bank_split_is_one_official_identity_sampler_epoch(sysu_train):
+    # official get_train_normal_loader: IdentitySampler(P=8 ids, K=4) yields (N // 32 + 1) * 32 aligned pairs,
+    # N = max(#visible, #infrared), in blocks of P identities x K images, images drawn with replacement
+    p, k = 3, 2
+    split = sampled_bank_split(sysu_train, p, k, seed=5, stage=1)
+    n = max(len(sysu_train.visible), len(sysu_train.infrared))
+    assert len(split.visible) == len(split.infrared) == (n // (p * k) + 1) * (p * k)
+    assert [s.label for s in split.visible] == [s.label for s in split.infrared]
+    assert {s.path for s in split.visible} <= {s.path for s in sysu_train.visible}
+    assert {s.path for s in split.infrared} <= {s.path for s in sysu_train.infrared}
+    for start in range(0, len(split.visible), p * k):
+        labels = [s.label for s in split.visible[start : start + p * k]]
+        assert len(set(labels)) == p and all(labels.count(x) == k for x in set(labels))
+    assert sampled_bank_split(sysu_train, p, k, seed=5, stage=1) == split  # deterministic per (seed, stage)
+    assert sampled_bank_split(sysu_train, p, k, seed=5, stage=2) != split  # drawn again for stage 2
+
+
+def test_sampled_feature_bank_gives_the_official_step_counts(tiny_cfg, sysu_train):
+    cfg = tiny_cfg("quirks.sampled_feature_bank=true", "stage3.epochs=1")
+    Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+    records = [json.loads(x) for x in open(cfg.runtime.output_dir + "/metrics.jsonl")]
+    steps = {e: [r["steps"] for r in records if r["event"] == e] for e in ("stage1/epoch", "stage2/epoch")}
+    # bank of M = (N // (P*K) + 1) * P*K pairs (P*K = 4 * 2 here); stage 1 steps over M pairs, stage 2 over 2M features
+    m = (max(len(sysu_train.visible), len(sysu_train.infrared)) // 8 + 1) * 8
+    assert steps["stage1/epoch"] == [m // cfg.stage1.batch_size] * cfg.stage1.epochs
+    assert steps["stage2/epoch"] == [2 * m // cfg.stage2.batch_size] * cfg.stage2.epochs

@@ -114,7 +114,7 @@ class ImageStageConfig:
 class QuirksConfig:
     """Switches reproducing behaviours of the official code (off = the corrected behaviour; see docs)."""
 
-    bn_train_extraction: bool = False  # official: BN in train mode while stage-1/2 image features are extracted
+    bn_train_extraction: bool = False  # official: BN in train mode while the stage-2 image features are extracted
     dropout_text_bank: bool = False  # official: integrator dropout active when the stage-3 text bank is computed
     sampled_feature_bank: bool = False  # official: stage-1/2 features of one identity-sampler pass, not every image
 

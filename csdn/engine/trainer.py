@@ -251,11 +251,13 @@ class Trainer:
             self._stage3_loss = ImageStageLoss(self.cfg.stage3, use_text=self.cfg.model.variant != "baseline")
 
     def _stage_features(self, stage: int, resuming: bool) -> FeatureBank:
-        """Frozen image features: extracted once in eval mode and shared by stages 1-2, or (official quirk) per
-        stage in train mode and cached next to the checkpoint, since re-extracting would move the BN statistics.
-        The official script extracts both stages' features through the same loader of ``stage1_batch_size``
-        images, so the train-mode BN statistics come from ``stage1.batch_size`` images in stage 2 as well."""
-        train_bn, sampled = self.cfg.quirks.bn_train_extraction, self.cfg.quirks.sampled_feature_bank
+        """Frozen image features: extracted once in eval mode and shared by stages 1-2, or (official quirk) again
+        for stage 2 in train mode and cached next to the checkpoint, since re-extracting would move the BN
+        statistics. The official stage-1 extraction runs in eval mode (CLIP's modules are built in eval mode and
+        nothing calls ``train()`` before stage 1); stage 2's follows stage 1's ``set_train()`` and uses the same
+        loader of ``stage1_batch_size`` images, so its BN batch statistics come from ``stage1.batch_size`` images."""
+        train_bn = self.cfg.quirks.bn_train_extraction and stage == 2
+        sampled = self.cfg.quirks.sampled_feature_bank
         cache = self.output_dir / "checkpoints" / f"features_stage{stage}.pt"
         if train_bn and resuming and cache.is_file():
             return load_feature_bank(cache, self.device)

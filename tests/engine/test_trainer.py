@@ -180,28 +180,29 @@ def test_cuda_training_with_amp_and_channels_last(tiny_cfg, sysu_train):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
-def test_official_bn_train_extraction_uses_stage1_batch_size_in_both_stages(tiny_cfg, sysu_train):
-    # The official script extracts the stage-1 and the stage-2 image features through the same loader
-    # (get_train_normal_loader, batch_size=stage1_batch_size), so with BN in train mode the batch statistics come
-    # from stage1.batch_size images in both stages, never from the stage-2 batch size.
+def test_official_bn_train_extraction_only_in_stage2_with_stage1_batch_size(tiny_cfg, sysu_train):
+    # Official script: the stage-1 features are extracted before anything calls train(), and CLIP's modules come out
+    # of clip.build_model in eval mode, so BN uses its running statistics; the stage-2 features are extracted after
+    # stage 1's set_train(), through the same loader (batch_size=stage1_batch_size), so BN uses batch statistics
+    # of stage1.batch_size images, never of the stage-2 batch size.
     cfg = tiny_cfg("quirks.bn_train_extraction=true", "stage3.epochs=1", "stage1.epochs=1", "stage2.epochs=1")
-    assert (cfg.stage1.batch_size, cfg.stage2.batch_size) == (8, 16)
+    assert (cfg.stage1.batch_size, cfg.stage2.batch_size, cfg.data.extract_batch_size) == (8, 16, 256)
     model = build_model(cfg, sysu_train.num_classes)
-    sizes = []
+    calls = []
     original = model.clip_image_features
 
     def spy(images, modality):
-        if model.training:  # only the train-mode (quirk) extraction passes
-            sizes.append(images.shape[0])
+        bn_training = [m.training for m in model.image_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert len(set(bn_training)) == 1
+        calls.append((bn_training[0], images.shape[0]))
         return original(images, modality)
 
     model.clip_image_features = spy
     Trainer(cfg, model, sysu_train).fit()
-    # every image of each modality, once per stage, in batches of stage1.batch_size = 8 (the last one may be short)
-    per_stage = []
-    for n in (len(sysu_train.visible), len(sysu_train.infrared)):
-        per_stage += [8] * (n // 8) + ([n % 8] if n % 8 else [])
-    assert sizes == per_stage * 2
+    nv, ni = len(sysu_train.visible), len(sysu_train.infrared)
+    stage1 = [(False, nv), (False, ni)]  # eval mode, extract_batch_size = 256 > n: one pass per modality
+    stage2 = [(True, s) for n in (nv, ni) for s in [8] * (n // 8) + ([n % 8] if n % 8 else [])]
+    assert calls == stage1 + stage2
 
 
 def test_sampled_bank_split_is_one_official_identity_sampler_epoch(sysu_train):

@@ -5,7 +5,7 @@ Example::
     from csdn.data import SYSUMM01
     from csdn.evaluation import VIReIDEvaluator
 
-    evaluator = VIReIDEvaluator(SYSUMM01("data/SYSU-MM01"), device="cuda")
+    evaluator = VIReIDEvaluator(SYSUMM01("data/SYSU-MM01"), device=device)  # e.g. "cuda" or "cpu"
     report = evaluator.run(model)             # anything with encode_image(images, modality)
     print(report.to_table())
     report.to_json("runs/sysu/eval.json")

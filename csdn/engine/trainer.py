@@ -5,6 +5,9 @@ A run folder (``cfg.runtime.output_dir``) holds ``config.yaml`` (or ``.json`` wi
 every checkpoint, everything needed to resume) and ``final.pt`` (the model after the last epoch; CSDN never
 selects a model on the test set).
 
+This module orchestrates the stages; their computations live in :mod:`csdn.engine.stages` and the frozen
+image-feature banks of stages 1-2 (official quirks, cache files) in :mod:`csdn.engine.feature_bank`.
+
 Example:
     >>> trainer = Trainer(cfg, model, dataset.train, evaluate=my_eval_fn)
     >>> final_checkpoint = trainer.fit(resume=True)
@@ -42,14 +45,8 @@ from .distributed import (
     resolve_device,
     restore_rank_rng_state,
 )
-from .inputs import (
-    FeatureBank,
-    extract_feature_bank,
-    image_stage_loader,
-    load_feature_bank,
-    sampled_bank_split,
-    save_feature_bank,
-)
+from .feature_bank import StageFeatureBanks
+from .inputs import image_stage_loader
 from .modeling import CLIP_ARCH_KEY
 from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
 from .presets import stages_to_run
@@ -124,7 +121,15 @@ class Trainer:
             self.output_dir / "tensorboard" if cfg.runtime.tensorboard else None,
         )
         self.text_banks: dict[str, torch.Tensor] | None = None
-        self._features: FeatureBank | None = None
+        self._feature_banks = StageFeatureBanks(
+            cfg,
+            self.model,
+            train,
+            self.device,
+            self.output_dir / "checkpoints",
+            is_main=self.dist.is_main,
+            generator=self.generators["order"],
+        )
 
     # --------------------------------------------------------------------------------------------- public API
     def fit(self, resume: bool = False) -> Path:
@@ -228,16 +233,13 @@ class Trainer:
                 self._maybe_evaluate(epoch)
             for callback in self.callbacks:
                 callback(self, stage, epoch)
-        if stage == 2 or 2 not in stages_to_run(self.cfg) or self.cfg.quirks.bn_train_extraction:
-            self._features = None
+        self._feature_banks.end_stage(stage)
 
     def _prepare_stage(self, stage: int, resume: dict[str, Any] | None) -> None:
-        """Stage inputs: the cached image features (stages 1-2) or the fixed text banks (stage 3)."""
-        if self.dist.is_main:
-            for earlier in range(1, stage):  # feature caches of finished stages are no longer needed
-                (self.output_dir / "checkpoints" / f"features_stage{earlier}.pt").unlink(missing_ok=True)
+        """Stage inputs: the frozen image-feature bank (stages 1-2) or the fixed text banks (stage 3)."""
+        self._feature_banks.remove_stale_caches(stage)
         if stage in (1, 2):
-            self._features = self._stage_features(stage, resuming=resume is not None)
+            self._feature_banks.for_stage(stage, resuming=resume is not None)
         if stage == 3 and self.cfg.model.variant != "baseline":
             if resume is not None:
                 self.text_banks = {m: t.to(self.device) for m, t in resume["text_banks"].items()}
@@ -249,38 +251,6 @@ class Trainer:
         if stage == 3:
             self._loader = image_stage_loader(self.train_split, self.cfg, self.dist, self.generators["loader"])
             self._stage3_loss = ImageStageLoss(self.cfg.stage3, use_text=self.cfg.model.variant != "baseline")
-
-    def _stage_features(self, stage: int, resuming: bool) -> FeatureBank:
-        """Frozen image features: extracted once in eval mode and shared by stages 1-2, or (official quirk) again
-        for stage 2 in train mode and cached next to the checkpoint, since re-extracting would move the BN
-        statistics. The official stage-1 extraction runs in eval mode (CLIP's modules are built in eval mode and
-        nothing calls ``train()`` before stage 1); stage 2's follows stage 1's ``set_train()`` and uses the same
-        loader of ``stage1_batch_size`` images, so its BN batch statistics come from ``stage1.batch_size`` images."""
-        train_bn = self.cfg.quirks.bn_train_extraction and stage == 2
-        sampled = self.cfg.quirks.sampled_feature_bank
-        cache = self.output_dir / "checkpoints" / f"features_stage{stage}.pt"
-        if train_bn and resuming and cache.is_file():
-            return load_feature_bank(cache, self.device)
-        if self._features is not None and not (train_bn or sampled):
-            return self._features
-        split = self.train_split
-        if sampled:
-            s3 = self.cfg.stage3
-            split = sampled_bank_split(split, s3.num_ids, s3.num_pos, self.cfg.runtime.seed, stage)
-        bank = extract_feature_bank(
-            self.model,
-            split,
-            self.cfg.data,
-            self.device,
-            train_bn=train_bn,
-            batch_size=self.cfg.stage1.batch_size if train_bn else None,
-            generator=self.generators["order"],
-            channels_last=self.cfg.runtime.channels_last,
-            amp=self.cfg.runtime.amp,
-        )
-        if train_bn and self.dist.is_main:
-            save_feature_bank(bank, cache)
-        return FeatureBank(*(t.to(self.device) for t in bank))
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if not self.dist.distributed:
@@ -295,7 +265,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ epoch loops
     def _stage1_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
-        bank, cfg = self._features, self.cfg.stage1
+        bank, cfg = self._feature_banks.bank, self.cfg.stage1
         criterion, meter = SupConLoss(cfg.temperature), EpochMeter()
         gen, shard = self.generators["order"], self._shard()
         if self.cfg.quirks.sampled_feature_bank:  # official: shuffle the identity-aligned pairs of the bank
@@ -313,7 +283,7 @@ class Trainer:
         return meter.means()
 
     def _stage2_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
-        bank, cfg = self._features, self.cfg.stage2
+        bank, cfg = self._feature_banks.bank, self.cfg.stage2
         criterion, meter = SupConLoss(cfg.temperature), EpochMeter()
         features = torch.cat([bank.visible, bank.infrared])
         labels = torch.cat([bank.visible_labels, bank.infrared_labels])

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from csdn.engine import apply_ablation, load_checkpoint
-from csdn.engine.inputs import holdout_validation, sampled_bank_split
+from csdn.engine.feature_bank import sampled_bank_split
+from csdn.engine.inputs import holdout_validation
 from csdn.engine.modeling import build_model, load_trained_model
 from csdn.engine.trainer import NonFiniteLossError, Trainer
 

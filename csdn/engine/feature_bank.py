@@ -1,0 +1,269 @@
+"""The frozen image-feature banks of stages 1-2: extraction passes, the official quirks, cache files.
+
+Stages 1 and 2 train text-side modules against attention-pool image features that do not change while they
+train, so the features are extracted once per stage (or once for both) instead of every step:
+
+* By default every training image is extracted once, in eval mode, and stages 1-2 share the bank.
+* ``quirks.bn_train_extraction`` (official): stage 2 extracts again with BatchNorm in train mode, which moves
+  the BN running statistics, so that bank is cached in ``checkpoints/features_stage2.pt`` and a resumed stage 2
+  reads it back instead of extracting (and moving the statistics) again. The official stage-1 extraction runs
+  in eval mode (CLIP's modules are built in eval mode and nothing calls ``train()`` before stage 1); stage 2's
+  follows stage 1's ``set_train()`` and uses the same loader of ``stage1.batch_size`` images, so its BN batch
+  statistics come from ``stage1.batch_size`` images.
+* ``quirks.sampled_feature_bank`` (official): each stage extracts the images of one epoch of the stage-3
+  identity sampler (:func:`sampled_bank_split`) instead of every image.
+
+Example:
+    >>> banks = StageFeatureBanks(cfg, model, train, device, run_dir / "checkpoints", is_main=True, generator=gen)
+    >>> bank = banks.for_stage(1, resuming=False)  # FeatureBank of (N, D) features and (N,) labels on `device`
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.loaders import ImageDataset
+from ..data.samplers import CrossModalityIdentitySampler
+from ..data.samples import Sample, TrainSplit
+from ..data.transforms import build_test_transform
+from .checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
+from .config import DataConfig, TrainConfig
+from .presets import stages_to_run
+
+__all__ = [
+    "FeatureBank",
+    "StageFeatureBanks",
+    "extract_features",
+    "extract_feature_bank",
+    "sampled_bank_split",
+    "save_feature_bank",
+    "load_feature_bank",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class FeatureBank(NamedTuple):
+    """Frozen CLIP-space image features of the training images of a split (CPU, float32).
+
+    The split is the whole training set, or the official identity-sampled bank (:func:`sampled_bank_split`).
+
+    Attributes:
+        visible: (Nv, D) features of ``train.visible`` in order.
+        visible_labels: (Nv,) their labels.
+        infrared: (Ni, D) features of ``train.infrared`` in order.
+        infrared_labels: (Ni,) their labels.
+    """
+
+    visible: torch.Tensor
+    visible_labels: torch.Tensor
+    infrared: torch.Tensor
+    infrared_labels: torch.Tensor
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    samples: list[Sample],
+    modality: str,
+    data: DataConfig,
+    device: torch.device,
+    *,
+    train_bn: bool = False,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    channels_last: bool = False,
+    amp: str = "none",
+) -> torch.Tensor:
+    """Attention-pool features ``model.clip_image_features`` of ``samples`` with the test transform -> (N, D).
+
+    Args:
+        model: the CSDN model.
+        samples: images of one modality.
+        modality: ``"visible"`` or ``"infrared"`` (selects the stem).
+        data: image size, workers and default batch size.
+        device: where the model runs.
+        train_bn: run with BatchNorm in train mode (the official quirk: batch statistics, running stats updated);
+            the images are then visited in a random order drawn from ``generator``.
+        batch_size: images per forward pass (default ``data.extract_batch_size``).
+        generator: draws the visiting order when ``train_bn`` (never touched otherwise).
+        channels_last: feed images in channels_last memory format.
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast.
+
+    Returns:
+        CPU float32 tensor ``(len(samples), D)`` in the order of ``samples``.
+    """
+    order = torch.randperm(len(samples), generator=generator) if train_bn else torch.arange(len(samples))
+    dataset = ImageDataset([samples[i] for i in order.tolist()], build_test_transform(data.height, data.width))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size or data.extract_batch_size,
+        shuffle=False,
+        num_workers=data.num_workers,
+        generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched (worker seeds unused)
+    )
+    was_training = model.training
+    model.train(train_bn)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    chunks = []
+    try:
+        for images, *_ in loader:
+            images = images.to(device, memory_format=memory, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                chunks.append(model.clip_image_features(images, modality).float().cpu())
+    finally:
+        model.train(was_training)
+    features = torch.cat(chunks)
+    return torch.empty_like(features).index_copy_(0, order, features)
+
+
+def extract_feature_bank(
+    model: nn.Module, train: TrainSplit, data: DataConfig, device: torch.device, **kwargs
+) -> FeatureBank:
+    """:func:`extract_features` for both modalities of ``train`` (keyword arguments are passed on)."""
+    logger.info("extracting frozen image features: %d visible, %d infrared", len(train.visible), len(train.infrared))
+    visible = extract_features(model, train.visible, "visible", data, device, **kwargs)
+    infrared = extract_features(model, train.infrared, "infrared", data, device, **kwargs)
+    return FeatureBank(
+        visible,
+        torch.tensor([s.label for s in train.visible], dtype=torch.long),
+        infrared,
+        torch.tensor([s.label for s in train.infrared], dtype=torch.long),
+    )
+
+
+def sampled_bank_split(train: TrainSplit, num_ids: int, num_pos: int, seed: int, stage: int) -> TrainSplit:
+    """The images of the official stage-1/2 feature bank: one epoch of the identity sampler, drawn per stage.
+
+    The official script extracts its stage-1/2 features through a loader driven by the stage-3
+    ``IdentitySampler`` (``num_ids`` identities x ``num_pos`` images per modality, images with replacement),
+    so its bank holds ``(N // (num_ids * num_pos) + 1) * num_ids * num_pos`` identity-aligned visible/infrared
+    pairs (``N`` = the larger modality's image count), identities drawn uniformly, and is drawn again for stage 2.
+
+    Args:
+        train: the training split.
+        num_ids, num_pos: ``P`` and ``K`` of the sampler (``stage3.num_ids``, ``stage3.num_pos``).
+        seed: the run's seed.
+        stage: 1 or 2; selects the draw (sampler epoch ``10**6 + stage``, apart from the stage-3 epochs).
+
+    Returns:
+        A :class:`TrainSplit` whose ``visible[i]`` and ``infrared[i]`` are the ``i``-th pair (same label).
+    """
+    sampler = CrossModalityIdentitySampler.from_split(train, num_ids, num_pos, seed=seed)
+    sampler.set_epoch(10**6 + stage)
+    pairs = list(sampler)
+    return TrainSplit([train.visible[v] for v, _ in pairs], [train.infrared[i] for _, i in pairs], train.num_classes)
+
+
+def save_feature_bank(bank: FeatureBank, path: str | os.PathLike) -> None:
+    """Write ``bank`` atomically (CPU tensors, format :data:`~csdn.engine.checkpoint.FEATURES_FORMAT`)."""
+    save_checkpoint({k: v.cpu() for k, v in bank._asdict().items()}, path, format=FEATURES_FORMAT)
+
+
+def load_feature_bank(path: str | os.PathLike, device: torch.device | str = "cpu") -> FeatureBank:
+    """Read a bank written by :func:`save_feature_bank` onto ``device``."""
+    saved = load_checkpoint(path, format=FEATURES_FORMAT)
+    return FeatureBank(*(saved[name].to(device) for name in FeatureBank._fields))
+
+
+class StageFeatureBanks:
+    """The feature bank each of stages 1-2 trains on, under the run's quirks (see the module docstring).
+
+    Args:
+        cfg: the run configuration (``quirks``, ``data``, ``stage1.batch_size``, ``stage3.num_ids/num_pos``,
+            ``runtime.seed/channels_last/amp``).
+        model: the CSDN model (``clip_image_features`` is called on it).
+        train: the training split.
+        device: where the model runs and where the banks are kept.
+        cache_dir: folder of the ``features_stage{N}.pt`` cache files (the run's ``checkpoints/``).
+        is_main: this process writes and removes the cache files (rank 0).
+        generator: the visiting order of BN-train extractions (the trainer's stage-1/2 order stream).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: nn.Module,
+        train: TrainSplit,
+        device: torch.device,
+        cache_dir: Path,
+        *,
+        is_main: bool,
+        generator: torch.Generator,
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.train = train
+        self.device = device
+        self.cache_dir = Path(cache_dir)
+        self.is_main = is_main
+        self.generator = generator
+        #: the bank of the current (or last) stage 1-2; ``None`` when there is none or it was released.
+        self.bank: FeatureBank | None = None
+
+    def cache_path(self, stage: int) -> Path:
+        """The cache file of ``stage``'s bank: ``cache_dir / "features_stage{stage}.pt"``."""
+        return self.cache_dir / f"features_stage{stage}.pt"
+
+    def remove_stale_caches(self, stage: int) -> None:
+        """Delete the cache files of the stages before ``stage`` (finished, so no longer needed; rank 0 only)."""
+        if self.is_main:
+            for earlier in range(1, stage):
+                self.cache_path(earlier).unlink(missing_ok=True)
+
+    def for_stage(self, stage: int, resuming: bool) -> FeatureBank:
+        """The bank stage ``stage`` (1 or 2) trains on, kept as :attr:`bank` and returned.
+
+        Reuses the previous stage's bank when no quirk asks for a new one; with the BN-train quirk a resumed
+        stage 2 reads its cache file, a fresh one extracts it and writes the cache (rank 0).
+
+        Args:
+            stage: 1 or 2.
+            resuming: the stage continues from a mid-stage checkpoint.
+
+        Returns:
+            :class:`FeatureBank` of ``(Nv, D)``/``(Ni, D)`` float32 features and ``(Nv,)``/``(Ni,)`` labels on
+            :attr:`device`.
+        """
+        self.bank = self._load_or_extract(stage, resuming)
+        return self.bank
+
+    def _load_or_extract(self, stage: int, resuming: bool) -> FeatureBank:
+        train_bn = self.cfg.quirks.bn_train_extraction and stage == 2
+        sampled = self.cfg.quirks.sampled_feature_bank
+        cache = self.cache_path(stage)
+        if train_bn and resuming and cache.is_file():
+            return load_feature_bank(cache, self.device)
+        if self.bank is not None and not (train_bn or sampled):
+            return self.bank
+        split = self.train
+        if sampled:
+            s3 = self.cfg.stage3
+            split = sampled_bank_split(split, s3.num_ids, s3.num_pos, self.cfg.runtime.seed, stage)
+        bank = extract_feature_bank(
+            self.model,
+            split,
+            self.cfg.data,
+            self.device,
+            train_bn=train_bn,
+            batch_size=self.cfg.stage1.batch_size if train_bn else None,
+            generator=self.generator,
+            channels_last=self.cfg.runtime.channels_last,
+            amp=self.cfg.runtime.amp,
+        )
+        if train_bn and self.is_main:
+            save_feature_bank(bank, cache)
+        return FeatureBank(*(t.to(self.device) for t in bank))
+
+    def end_stage(self, stage: int) -> None:
+        """Release :attr:`bank` after ``stage`` unless a later stage reuses it (stage 1's eval-mode bank, stage 2)."""
+        if stage == 2 or 2 not in stages_to_run(self.cfg) or self.cfg.quirks.bn_train_extraction:
+            self.bank = None

@@ -43,6 +43,13 @@ def _annotation(annotation: object) -> str:
     return inspect.formatannotation(annotation)
 
 
+def _default(value: object) -> str:
+    """Repr of a default value; functions and classes by qualified name (their repr holds a memory address)."""
+    if inspect.isroutine(value) or inspect.isclass(value):
+        return getattr(value, "__qualname__", repr(value))
+    return repr(value)
+
+
 def _signature(obj: object) -> str:
     """``(a: int, b: str = 'x') -> T`` with postponed (string) annotations shown unquoted."""
     try:
@@ -64,7 +71,7 @@ def _signature(obj: object) -> str:
         if p.annotation is not inspect.Parameter.empty:
             text += f": {_annotation(p.annotation)}"
         if p.default is not inspect.Parameter.empty:
-            text += (" = " if p.annotation is not inspect.Parameter.empty else "=") + repr(p.default)
+            text += (" = " if p.annotation is not inspect.Parameter.empty else "=") + _default(p.default)
         parts.append(text)
     ret = "" if sig.return_annotation is inspect.Signature.empty else f" -> {_annotation(sig.return_annotation)}"
     return f"({', '.join(parts)}){ret}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .distance import pairwise_euclidean
+from .distance import check_paired_features, pairwise_euclidean
 
 __all__ = ["ModalitySeparationLoss"]
 
@@ -95,17 +95,14 @@ class ModalitySeparationLoss(nn.Module):
         infrared_labels: torch.Tensor,
     ) -> None:
         """Raise ValueError for inconsistent shapes or too few rows (see :meth:`forward`)."""
-        if visible.dim() != 2 or infrared.dim() != 2 or visible.shape[1] != infrared.shape[1]:
-            raise ValueError(
-                f"visible and infrared must be (Nv, D) and (Nr, D) with the same D, got {tuple(visible.shape)} "
-                f"and {tuple(infrared.shape)}"
-            )
-        if visible_labels.shape != (visible.shape[0],) or infrared_labels.shape != (infrared.shape[0],):
-            raise ValueError(
-                f"labels must be 1-D and match the feature rows: got visible_labels {tuple(visible_labels.shape)} "
-                f"for {visible.shape[0]} rows and infrared_labels {tuple(infrared_labels.shape)} for "
-                f"{infrared.shape[0]} rows (pass infrared_labels when the two modalities differ)"
-            )
+        check_paired_features(
+            visible,
+            infrared,
+            visible_labels,
+            infrared_labels,
+            ("visible", "infrared"),
+            label_hint="pass infrared_labels when the two modalities differ",
+        )
         if min(visible.shape[0], infrared.shape[0]) < self.num_pos - 1:
             raise ValueError(
                 f"each modality needs at least num_pos - 1 = {self.num_pos - 1} rows, got {visible.shape[0]} "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .distance import check_paired_features
+
 __all__ = ["SupConLoss"]
 
 
@@ -50,17 +52,7 @@ class SupConLoss(nn.Module):
         Raises:
             ValueError: If shapes disagree or an anchor has no positive in the contrast set.
         """
-        if anchors.dim() != 2 or contrast.dim() != 2 or anchors.shape[1] != contrast.shape[1]:
-            raise ValueError(
-                f"anchors and contrast must be (B, D) and (N, D) with the same D, got {tuple(anchors.shape)} "
-                f"and {tuple(contrast.shape)}"
-            )
-        if anchor_labels.shape != (anchors.shape[0],) or contrast_labels.shape != (contrast.shape[0],):
-            raise ValueError(
-                f"labels must be 1-D and match the feature rows: got anchor_labels {tuple(anchor_labels.shape)} "
-                f"for {anchors.shape[0]} anchors and contrast_labels {tuple(contrast_labels.shape)} for "
-                f"{contrast.shape[0]} contrast items"
-            )
+        check_paired_features(anchors, contrast, anchor_labels, contrast_labels, ("anchors", "contrast"))
         mask = (anchor_labels.unsqueeze(1) == contrast_labels.unsqueeze(0)).to(anchors.dtype)  # (B, N)
         num_pos = mask.sum(dim=1)
         if not bool((num_pos > 0).all()):

@@ -1,7 +1,8 @@
 """Gradients of the whole-batch losses: run by torchrun (2 ranks, DDP) and imported by the test (1 process).
 
 ``python -m torch.distributed.run --standalone --nproc_per_node=2 loss_grads.py OUT_DIR`` writes
-``OUT_DIR/rank{r}.pt``: for every loss case the DDP-averaged gradients and the loss value of rank ``r``.
+``OUT_DIR/rank{r}.pt``: for every loss case the DDP-averaged gradients, the BatchNorm buffers and the loss value of
+rank ``r``. The model's BatchNorm is converted to the global one, so this also checks that the pieces compose.
 """
 
 import sys
@@ -11,17 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from csdn.engine.distributed_ops import gather_chunks, gather_with_grad, global_mean, rank_slice, world
+from csdn.engine.sync_batchnorm import convert_sync_batchnorm
 from csdn.losses import ModalitySeparationLoss, SupConLoss, WeightedRegularizedTriplet
 
 P, K, D_IN, D = 3, 2, 6, 5  # global batch: 3 identities x 2 images per modality
 
 
 class Net(nn.Module):
-    """Two linear heads on the images; ``classifier`` is used on the gathered features (outside forward)."""
+    """Two heads on the images (one with BatchNorm); ``classifier`` is used on the gathered features."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.image = nn.Linear(D_IN, D)
+        self.image = nn.Sequential(nn.Linear(D_IN, D), nn.BatchNorm1d(D))  # global statistics under DDP
         self.other = nn.Linear(D_IN, D)
         self.classifier = nn.Parameter(torch.randn(P, D))
 
@@ -74,6 +76,7 @@ def gradients(net: nn.Module, classifier: torch.Tensor, visible, infrared, label
         (loss + 0 * sum(p.sum() for p in net.parameters())).backward()
         params = dict(net.named_parameters())
         out[name] = {"loss": loss.detach(), **{k.removeprefix("module."): p.grad.clone() for k, p in params.items()}}
+        out[name].update({k.removeprefix("module."): b.clone() for k, b in net.named_buffers()})
     return out
 
 
@@ -82,7 +85,7 @@ def main(out_dir: str) -> None:
     state, visible, infrared, labels = problem()
     net = Net().double()
     net.load_state_dict(state)
-    ddp = nn.parallel.DistributedDataParallel(net)
+    ddp = nn.parallel.DistributedDataParallel(convert_sync_batchnorm(net, "cpu"))
     rank, _ = world()
     result = gradients(ddp, ddp.module.classifier, *(rank_slice(t) for t in (visible, infrared, labels)))
     torch.save(result, f"{out_dir}/rank{rank}.pt")

@@ -3,7 +3,7 @@
 Stage-3 training (8 ids x 4 images per modality -> 64 visible + 32 infrared images per step)::
 
     train = reader.train
-    sampler = CrossModalityIdentitySampler.from_split(train, num_ids=8, num_instances=4, seed=0)
+    sampler = CrossModalityIdentitySampler.from_split(train, num_ids=8, num_pos=4, seed=0)
     loader = DataLoader(CrossModalityDataset(train, build_train_transforms()), sampler=sampler,
                         batch_size=sampler.batch_size, num_workers=4)
     for epoch in range(epochs):
@@ -11,12 +11,18 @@ Stage-3 training (8 ids x 4 images per modality -> 64 visible + 32 infrared imag
         for batch in loader:                  # a PairedSample of batched tensors, B = P * K = 32
             visible, visible_labels, infrared, infrared_labels = concat_views(batch)
             # visible (2B, 3, H, W) = [view 1; view 2], visible_labels (2B,), infrared (B, 3, H, W), (B,)
+
+World-size and worker invariant augmentations: build the sampler with ``sample_seeds=True``. Each item then
+carries a seed keyed by ``(seed, epoch, position in the global batch)`` and :class:`CrossModalityDataset` draws
+its augmentations from torch's CPU generator seeded with it (scoped, restored afterwards), so the images do
+not depend on the rank, the world size or ``num_workers``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import PIL.Image
@@ -26,7 +32,15 @@ from torch.utils.data import Dataset
 from .samples import Sample, TrainSplit
 from .transforms import TrainTransforms, build_train_transforms
 
-__all__ = ["load_image", "CachedImageLoader", "ImageDataset", "PairedSample", "CrossModalityDataset", "concat_views"]
+__all__ = [
+    "load_image",
+    "CachedImageLoader",
+    "ImageDataset",
+    "PairedSample",
+    "CrossModalityDataset",
+    "concat_views",
+    "seeded_augmentation",
+]
 
 
 def load_image(path: str | os.PathLike) -> PIL.Image.Image:
@@ -119,6 +133,22 @@ class ImageDataset(Dataset):
         return image, label, sample.cam, sample.modality
 
 
+@contextlib.contextmanager
+def seeded_augmentation(seed: int | None) -> Iterator[None]:
+    """Draw torch's CPU randomness (what torchvision v2 ``make_params`` uses) from ``seed`` inside the block.
+
+    The CPU generator's state is restored on exit, so the caller's stream is untouched; CUDA generators are
+    neither read nor changed. ``seed=None`` leaves the global stream as it is (the worker-seeded behaviour).
+    The csdn and torchvision transforms draw from torch only, so Python's ``random`` needs no scoping.
+    """
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(int(seed))
+        yield
+
+
 class PairedSample(NamedTuple):
     """One training item (or, after default collate, one batch with a leading ``B`` dimension).
 
@@ -145,6 +175,9 @@ class CrossModalityDataset(Dataset):
     """Visible/infrared training pairs, indexed by ``(visible_index, infrared_index)`` tuples.
 
     Designed for :class:`~csdn.data.samplers.CrossModalityIdentitySampler`, whose pairs share an identity.
+    An index may also be a ``(visible_index, infrared_index, seed)`` triple
+    (:class:`~csdn.data.samplers.SeededPair`): the three pipelines then run inside
+    :func:`seeded_augmentation`, so the item depends on the seed only, not on the process or worker.
     Item: :class:`PairedSample`; a DataLoader batch of ``P * K`` pairs gives ``2 * P * K`` visible images (two
     views) and ``P * K`` infrared images, see :func:`concat_views`.
 
@@ -168,20 +201,28 @@ class CrossModalityDataset(Dataset):
         """Number of visible samples (the sampler, not this length, defines an epoch)."""
         return len(self.train.visible)
 
-    def __getitem__(self, index: tuple[int, int]) -> PairedSample:
+    def __getitem__(self, index: tuple[int, int] | tuple[int, int, int]) -> PairedSample:
         try:
-            vis_index, ir_index = index
+            vis_index, ir_index, *seed = index
+            if len(seed) > 1:
+                raise ValueError
         except (TypeError, ValueError):
             raise TypeError(
-                f"CrossModalityDataset is indexed by (visible_index, infrared_index) pairs, got {index!r}; "
+                f"CrossModalityDataset is indexed by (visible_index, infrared_index[, seed]) tuples, got {index!r}; "
                 "use it with CrossModalityIdentitySampler."
             ) from None
         vis, ir = self.train.visible[vis_index], self.train.infrared[ir_index]
         vis_image, ir_image = self.loader(vis.path), self.loader(ir.path)
+        with seeded_augmentation(seed[0] if seed else None):
+            views = (
+                self.transforms.visible(vis_image),
+                self.transforms.visible_exchange(vis_image),
+                self.transforms.infrared(ir_image),
+            )
         return PairedSample(
-            visible=self.transforms.visible(vis_image),
-            visible_exchange=self.transforms.visible_exchange(vis_image),
-            infrared=self.transforms.infrared(ir_image),
+            visible=views[0],
+            visible_exchange=views[1],
+            infrared=views[2],
             visible_label=vis.label,
             infrared_label=ir.label,
             visible_cam=vis.cam,

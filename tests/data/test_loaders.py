@@ -49,7 +49,7 @@ def test_image_dataset_items(sysu):
 
 def test_paired_loader_gives_two_visible_views_and_aligned_labels(sysu):
     train = sysu.train
-    sampler = CrossModalityIdentitySampler.from_split(train, num_ids=2, num_instances=2, seed=0)
+    sampler = CrossModalityIdentitySampler.from_split(train, num_ids=2, num_pos=2, seed=0)
     dataset = CrossModalityDataset(train, build_train_transforms(32, 16, padding=2))
     batches = list(DataLoader(dataset, sampler=sampler, batch_size=sampler.batch_size))
     assert len(batches) == len(sampler) // sampler.batch_size
@@ -60,7 +60,7 @@ def test_paired_loader_gives_two_visible_views_and_aligned_labels(sysu):
     # the same pairs through a batch_sampler
     batch = next(iter(DataLoader(dataset, batch_sampler=BatchSampler(sampler, sampler.batch_size, drop_last=True))))
     assert batch.visible.shape == (4, 3, 32, 16)
-    with pytest.raises(TypeError, match="indexed by \\(visible_index, infrared_index\\) pairs"):
+    with pytest.raises(TypeError, match="indexed by \\(visible_index, infrared_index\\[, seed\\]\\) tuples"):
         dataset[0]
 
 
@@ -89,3 +89,50 @@ def test_cached_loader_resizes_and_invalidates(tmp_path):
     Image.new("RGB", (10, 20), (0, 0, 255)).save(path)
     os.utime(path, ns=(1, 123456789))  # a changed source (mtime/size) is re-read
     assert loader(path).getpixel((0, 0)) == (0, 0, 255)
+
+
+def _epoch_tensors(train, transforms, *, world_size=1, workers=0, epoch=1):
+    """Per global batch: the concatenation (rank order) of every rank's loader batch."""
+    per_rank = []
+    for rank in range(world_size):
+        sampler = CrossModalityIdentitySampler.from_split(
+            train, 2, 2, seed=3, num_replicas=world_size, rank=rank, sample_seeds=True
+        )
+        sampler.set_epoch(epoch)
+        loader = DataLoader(
+            CrossModalityDataset(train, transforms), sampler=sampler, batch_size=sampler.batch_size, num_workers=workers
+        )
+        per_rank.append(list(loader))
+    return [
+        torch.cat([torch.cat([b[i].visible, b[i].visible_exchange, b[i].infrared]) for b in per_rank])
+        for i in range(len(per_rank[0]))
+    ]
+
+
+def test_seeded_items_do_not_depend_on_world_size_or_workers(sysu):
+    transforms = build_train_transforms(32, 16, padding=4, flip_p=0.5, erasing_p=0.5)
+    single = _epoch_tensors(sysu.train, transforms)
+    assert len(single) == max(len(sysu.train.visible), len(sysu.train.infrared)) // 4 + 1
+    # views regrouped: per batch [v1 r0, ve r0, ir r0, v1 r1, ...] vs [v1, ve, ir] of the whole batch
+    halves = _epoch_tensors(sysu.train, transforms, world_size=2)
+    for whole, parts in zip(single, halves, strict=True):
+        whole_views, part_views = whole.chunk(3), parts.chunk(2)
+        regrouped = [torch.cat([p.chunk(3)[v] for p in part_views]) for v in range(3)]
+        assert all(torch.equal(a, b) for a, b in zip(whole_views, regrouped, strict=True))
+    workers = _epoch_tensors(sysu.train, transforms, workers=2)
+    assert all(torch.equal(a, b) for a, b in zip(single, workers, strict=True))
+    # the seeds really drive the augmentations: another epoch gives other images of (partly) the same pairs
+    other = _epoch_tensors(sysu.train, transforms, epoch=2)
+    assert not torch.equal(torch.cat(single), torch.cat(other))
+
+
+def test_seeded_augmentation_is_keyed_by_the_seed(sysu):
+    dataset = CrossModalityDataset(sysu.train, build_train_transforms(32, 16, padding=4))
+    torch.manual_seed(123)  # the caller's stream is neither used nor advanced by seeded items
+    state = torch.get_rng_state()
+    first = dataset[(0, 0, 7)]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first.visible, dataset[(0, 0, 7)].visible)
+    assert torch.equal(first.infrared, dataset[(0, 0, 7)].infrared)
+    draws = [dataset[(0, 0, s)] for s in range(8)]
+    assert len({d.visible.sum().item() for d in draws}) > 1  # different seeds, different crops/flips/erasing

@@ -2,6 +2,7 @@
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from csdn.data import CrossModalityIdentitySampler
@@ -16,7 +17,7 @@ def _batches(sampler):
 
 
 def test_batches_hold_p_ids_times_k_aligned_pairs():
-    sampler = CrossModalityIdentitySampler(VIS, IR, num_ids=2, num_instances=3, seed=1)
+    sampler = CrossModalityIdentitySampler(VIS, IR, num_ids=2, num_pos=3, seed=1)
     assert sampler.batch_size == 6
     # official epoch length: max(50, 37) // (2 * 3) + 1 = 9 batches
     assert len(sampler) == 9 * 6 and len(list(sampler)) == 54
@@ -42,25 +43,67 @@ def test_epochs_and_seeds():
     assert list(CrossModalityIdentitySampler(VIS, IR, 2, 3, seed=2)) != first
 
 
-@pytest.mark.parametrize("replicas", [2, 3])
-def test_distributed_shards_are_disjoint_and_cover_the_epoch(replicas):
-    single = _batches(CrossModalityIdentitySampler(VIS, IR, 2, 3, seed=4))  # 9 global batches
-    shards = [
-        _batches(CrossModalityIdentitySampler(VIS, IR, 2, 3, seed=4, num_replicas=replicas, rank=r))
-        for r in range(replicas)
+def _reference_epoch(vis, ir, p, k, seed, epoch):
+    """The official-style draw written out literally: N // (P*K) + 1 batches of P ids x K images per modality."""
+    rng = np.random.default_rng([seed, epoch])
+    both = sorted(set(vis) & set(ir))
+    batches = []
+    for _ in range(max(len(vis), len(ir)) // (p * k) + 1):
+        ids = rng.choice(both, p, replace=False)
+        v = [x for i in ids for x in rng.choice([j for j, y in enumerate(vis) if y == i], k)]
+        r = [x for i in ids for x in rng.choice([j for j, y in enumerate(ir) if y == i], k)]
+        batches.append(list(zip(v, r, strict=True)))
+    return batches
+
+
+def test_single_process_sequence_is_the_literal_draw():
+    sampler = CrossModalityIdentitySampler(VIS, IR, 2, 3, seed=4)
+    sampler.set_epoch(2)
+    assert _batches(sampler) == _reference_epoch(VIS, IR, 2, 3, seed=4, epoch=2)
+
+
+@pytest.mark.parametrize(("p", "k", "replicas"), [(2, 3, 2), (2, 3, 3), (2, 3, 6), (4, 2, 4)])
+def test_ranks_take_contiguous_slices_of_the_same_global_batches(p, k, replicas):
+    single = CrossModalityIdentitySampler(VIS, IR, p, k, seed=4)
+    single.set_epoch(1)
+    shards = []
+    for r in range(replicas):
+        sampler = CrossModalityIdentitySampler(VIS, IR, p, k, seed=4, num_replicas=replicas, rank=r)
+        sampler.set_epoch(1)
+        assert sampler.batch_size * replicas == sampler.global_batch_size == p * k
+        assert len(sampler) == len(single) // replicas  # same number of steps on every world size
+        shards.append(_batches(sampler))
+    expected = _batches(single)
+    assert all(len(s) == len(expected) for s in shards)
+    per = p * k // replicas
+    for b, batch in enumerate(expected):
+        assert [pair for s in shards for pair in s[b]] == batch  # rank order concatenation = the global batch
+        for r in range(replicas):
+            assert shards[r][b] == batch[r * per : (r + 1) * per]
+
+
+def test_sample_seeds_depend_on_position_not_world_size():
+    single = CrossModalityIdentitySampler(VIS, IR, 2, 3, seed=4, sample_seeds=True)
+    items = list(single)
+    assert [(v, i) for v, i, _ in items] == list(CrossModalityIdentitySampler(VIS, IR, 2, 3, seed=4))
+    assert len({s for _, _, s in items}) == len(items)  # one seed per position
+    halves = [
+        list(CrossModalityIdentitySampler(VIS, IR, 2, 3, seed=4, num_replicas=2, rank=r, sample_seeds=True))
+        for r in range(2)
     ]
-    per_rank = -(-9 // replicas)
-    assert all(len(s) == per_rank for s in shards)
-    interleaved = [shards[b % replicas][b // replicas] for b in range(per_rank * replicas)]
-    assert interleaved[:9] == single  # rank r owns global batches r, r + R, ...: disjoint, union = the epoch
-    owners = {b: b % replicas for b in range(per_rank * replicas)}
-    assert sorted(Counter(owners.values()).values()) == [per_rank] * replicas
+    regrouped = [x for b in range(len(items) // 6) for h in halves for x in h[b * 3 : (b + 1) * 3]]
+    assert regrouped == items
+    single.set_epoch(1)
+    assert [s for _, _, s in single] != [s for _, _, s in items]
+    assert all(0 <= s < 2**63 for _, _, s in items)
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Only 6 identities have images in both modalities"):
         CrossModalityIdentitySampler(VIS, IR, num_ids=7)
-    with pytest.raises(ValueError, match="num_instances must be an integer >= 1"):
-        CrossModalityIdentitySampler(VIS, IR, num_instances=0)
+    with pytest.raises(ValueError, match="num_pos must be an integer >= 1"):
+        CrossModalityIdentitySampler(VIS, IR, num_pos=0)
     with pytest.raises(ValueError, match="rank must be in 0..1"):
         CrossModalityIdentitySampler(VIS, IR, 2, 3, num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match=r"2 x 3 of 6 items cannot be split evenly over 4 processes"):
+        CrossModalityIdentitySampler(VIS, IR, 2, 3, num_replicas=4, rank=0)

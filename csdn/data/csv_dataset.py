@@ -182,7 +182,7 @@ def read_csv_list(path: str, root: str, verify_images: bool = True, dataset: str
     seen: dict[str, int] = {}
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
+            reader = csv.reader(handle, strict=True)
             columns = None
             for fields in reader:
                 if not any(f.strip() for f in fields):

@@ -128,6 +128,7 @@ HEADER = "path,pid,cam,modality\n"
         ("gallery", HEADER + "g/a.jpg,7,1,visible\n\ng/zz.jpg,7,1,visible\n", FileNotFoundError, "line 4: image"),
         ("query", HEADER + "/etc/hosts.jpg,7,1,infrared\n", ValueError, "line 2: path '/etc/hosts.jpg' is absolute"),
         ("query", HEADER + "C:\\data\\a.jpg,7,1,infrared\n", ValueError, "is absolute"),
+        ("query", HEADER + "C:a.jpg,7,1,infrared\n", ValueError, "line 2: path 'C:a.jpg' is absolute"),
         ("query", HEADER + "../outside.jpg,7,1,infrared\n", ValueError, "line 2: path '../outside.jpg' escapes"),
         ("query", HEADER + "q/../../x/a.jpg,7,1,infrared\n", ValueError, "escapes the dataset root"),
         ("query", HEADER + "q\\..\\..\\a.jpg,7,1,infrared\n", ValueError, "escapes the dataset root"),

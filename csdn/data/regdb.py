@@ -121,7 +121,7 @@ class RegDB(VIReIDDataset):
                 entries[split, modality] = (path, read_index_file(path, self.root, self.name, self.verify_images))
         for split in ("train", "test"):  # labels are the identities of one split: one folder, one label
             check_label_folders([entries[split, m] for m in _FILE_MODALITY], self.name)
-        for what, key in (("image", lambda rel: os.path.normpath(rel)), ("identity folder", folder_id)):
+        for what, key in (("image", os.path.normpath), ("identity folder", folder_id)):
             train, test = (_places([entries[split, m] for m in _FILE_MODALITY], key) for split in ("train", "test"))
             check_disjoint(train, test, self.name, what=what)
         for (split, modality), (_, lines) in entries.items():

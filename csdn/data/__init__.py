@@ -1,8 +1,10 @@
-"""Datasets for visible-infrared re-ID: SYSU-MM01, RegDB and LLCM readers with the standard protocols,
-synthetic look-alike datasets, channel augmentations, the cross-modality identity sampler and DataLoader datasets.
+"""Datasets for visible-infrared re-ID: SYSU-MM01, RegDB and LLCM readers with the standard protocols, CSV lists
+for your own dataset, a registry of readers, synthetic look-alike datasets, channel augmentations, the
+cross-modality identity sampler and DataLoader datasets.
 """
 
 from .base import VIReIDDataset as VIReIDDataset
+from .csv_dataset import CSVDataset as CSVDataset
 from .llcm import LLCM as LLCM
 from .loaders import CachedImageLoader as CachedImageLoader
 from .loaders import CrossModalityDataset as CrossModalityDataset
@@ -14,6 +16,7 @@ from .regdb import RegDB as RegDB
 from .registry import DATASETS as DATASETS
 from .registry import detect_dataset as detect_dataset
 from .registry import open_dataset as open_dataset
+from .registry import register_dataset as register_dataset
 from .samplers import CrossModalityIdentitySampler as CrossModalityIdentitySampler
 from .samples import Modality as Modality
 from .samples import Sample as Sample

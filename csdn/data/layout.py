@@ -1,4 +1,4 @@
-"""Layout validation shared by the dataset readers: id lists, index files, image folders, image files.
+"""Layout validation shared by the dataset readers: folders, image folders, image files (split files: ``lists``).
 
 Every check raises one clear error that names the offending file, says what was expected and how to fix it:
 ``FileNotFoundError`` for something missing, ``ValueError`` for something present but malformed.
@@ -19,8 +19,6 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "require_dir",
     "require_file",
-    "read_id_list",
-    "read_index_file",
     "check_image_file",
     "list_image_dir",
     "build_train_split",
@@ -50,76 +48,6 @@ def require_file(path: str, dataset: str, hint: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{dataset}: file {path} not found; expected {hint}.")
     return path
-
-
-def read_id_list(path: str, dataset: str) -> list[int]:
-    """Read an id list file: one line of comma-separated integers (SYSU ``exp/*_id.txt``, LLCM ``idx/test_id.txt``).
-
-    Like the reference loaders, only the first line is used.
-
-    Raises:
-        FileNotFoundError: if the file is missing.
-        ValueError: if the file is empty, holds a non-integer token, or repeats an id.
-    """
-    require_file(path, dataset, "a one-line, comma-separated list of person ids such as '1,2,3'")
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    first = lines[0].strip() if lines else ""
-    if not first:
-        raise ValueError(f"{dataset}: id list {path} is empty; expected one line of comma-separated ids like '1,2,3'.")
-    ids = []
-    for token in first.split(","):
-        token = token.strip()
-        if not token.isdigit():
-            raise ValueError(
-                f"{dataset}: id list {path} has a malformed id {token!r}; expected comma-separated non-negative "
-                "integers like '1,2,3' on the first line."
-            )
-        ids.append(int(token))
-    seen: set[int] = set()
-    for pid in ids:
-        if pid in seen:
-            raise ValueError(f"{dataset}: id list {path} has a duplicate id {pid}; each id must appear once.")
-        seen.add(pid)
-    return ids
-
-
-def read_index_file(path: str, root: str, dataset: str, verify_images: bool = True) -> list[tuple[str, int]]:
-    """Read an index file of ``relative/path.ext label`` lines (RegDB ``idx/*.txt``, LLCM ``idx/train_*.txt``).
-
-    Blank lines are skipped; every other line must be ``<path relative to root> <integer label>``.
-
-    Returns:
-        ``(relative_path, label)`` per line, in file order.
-
-    Raises:
-        FileNotFoundError: if the index file or an image it names is missing.
-        ValueError: on a malformed line, an empty file, or a listed file that is not a valid image.
-    """
-    require_file(path, dataset, "lines of '<image path relative to the dataset root> <integer label>'")
-    entries = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise ValueError(
-                    f"{dataset}: index file {path} line {number} is malformed ({line.strip()!r}); expected "
-                    "'<image path relative to the dataset root> <integer label>'."
-                )
-            relpath = parts[0]
-            full = os.path.join(root, relpath)
-            if not os.path.isfile(full):
-                raise FileNotFoundError(
-                    f"{dataset}: index file {path} line {number} points to a missing image {full}; "
-                    "check that root is the dataset folder the index paths are relative to."
-                )
-            check_image_file(full, dataset, verify=verify_images)
-            entries.append((relpath, int(parts[1])))
-    if not entries:
-        raise ValueError(f"{dataset}: index file {path} is empty; expected '<relative image path> <label>' lines.")
-    return entries
 
 
 def check_image_file(path: str, dataset: str, verify: bool = True) -> None:

@@ -3,7 +3,7 @@
 Layout::
 
     root/idx/train_vis.txt, train_nir.txt   lines '<image path relative to root> <label>'
-    root/idx/test_id.txt                    one line of comma-separated ids
+    root/idx/test_id.txt                    person ids separated by commas (or newlines)
     root/test_vis/cam1..cam9/<pid:04d>/*     visible test images
     root/test_nir/cam1,cam2,cam4..cam9/<pid:04d>/*   near-infrared test images (no cam3)
 """
@@ -15,15 +15,8 @@ import logging
 import os
 
 from .base import FolderListing, VIReIDDataset, gallery_single, query_all, scan_id_folders
-from .layout import (
-    build_train_split,
-    cam_from_relpath,
-    check_choice,
-    check_trial,
-    read_id_list,
-    read_index_file,
-    require_dir,
-)
+from .layout import build_train_split, cam_from_relpath, check_choice, check_trial, require_dir
+from .lists import check_label_folders, read_id_list, read_index_file
 from .samples import Modality, TestSplit, TrainSplit
 
 __all__ = ["LLCM"]
@@ -48,7 +41,9 @@ class LLCM(VIReIDDataset):
     Test: queries = every image of the query modality's cameras; gallery = one ``random.Random(trial).choice``
     per existing (id, camera) folder of the other modality, in sorted-id / camera-list / sorted-file order.
     Evaluate with ``protocol="llcm"`` (drop same pid and same camera). Camera folders or id folders that are
-    missing or empty are skipped silently, as the dataset has them.
+    missing or empty are skipped silently, as the dataset has them; a test id with no image at all is an error.
+    The train lists must give one label per identity folder (``.../<pid:04d>/...``) across both files, and each
+    image once.
 
     Args:
         root: dataset folder containing ``idx/``, ``test_vis/`` and ``test_nir/``.
@@ -66,11 +61,14 @@ class LLCM(VIReIDDataset):
         )
         for sub in ("test_vis", "test_nir"):
             require_dir(os.path.join(self.root, sub), self.name, f"{sub}/ with camK/<pid:04d>/ folders")
+        files = {mod: os.path.join(idx, f"train_{tag}.txt") for mod, tag in (("visible", "vis"), ("infrared", "nir"))}
         self._train_lists = {
-            mod: read_index_file(os.path.join(idx, f"train_{tag}.txt"), self.root, self.name, verify_images)
-            for mod, tag in ((Modality.VISIBLE.value, "vis"), (Modality.INFRARED.value, "nir"))
+            mod: read_index_file(path, self.root, self.name, verify_images) for mod, path in files.items()
         }
-        self.test_ids = read_id_list(os.path.join(idx, "test_id.txt"), self.name)
+        check_label_folders([(files[mod], lines) for mod, lines in self._train_lists.items()], self.name)
+        id_file = os.path.join(idx, "test_id.txt")
+        test_ids = read_id_list(id_file, self.name)
+        self.test_ids = list(test_ids)
         cameras = VISIBLE_CAMERAS + INFRARED_CAMERAS
         missing = [c for c, _ in cameras if not os.path.isdir(os.path.join(self.root, c))]
         if missing:
@@ -78,12 +76,19 @@ class LLCM(VIReIDDataset):
         self._listing: FolderListing = scan_id_folders(
             self.root, cameras, self.test_ids, self.name, verify=verify_images, allow_empty=True
         )
+        seen = {pid for _, pid in self._listing}
+        for pid, line in test_ids.items():
+            if pid not in seen:
+                raise ValueError(
+                    f"{self.name}: id list {id_file} line {line} lists id {pid}, which has no test images:"
+                    f" no non-empty {pid:04d}/ in test_vis/camK or test_nir/camK; remove the id or restore its images."
+                )
 
     @functools.cached_property
     def train(self) -> TrainSplit:
         """Training lists in file order, labels ``0..C-1`` in sorted-pid order."""
         vis, ir = (
-            [(os.path.join(self.root, rel), label, cam_from_relpath(rel)) for rel, label in self._train_lists[mod]]
+            [(os.path.join(self.root, e.relpath), e.label, cam_from_relpath(e.relpath)) for e in self._train_lists[mod]]
             for mod in (Modality.VISIBLE.value, Modality.INFRARED.value)
         )
         return build_train_split(vis, ir)

@@ -8,11 +8,14 @@ pose jitter (shift, scale), illumination gain and Gaussian noise. Identity is th
 modalities from shape and stripe geometry, but not from colour.
 
 The writers produce the exact public layouts read by :class:`~csdn.data.SYSUMM01`, :class:`~csdn.data.RegDB` and
-:class:`~csdn.data.LLCM`, deterministically for a given ``seed``; every file is written atomically.
+:class:`~csdn.data.LLCM`, and the CSV lists read by :class:`~csdn.data.CSVDataset`, deterministically for a
+given ``seed``; every file is written atomically.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Sequence
 
@@ -22,7 +25,7 @@ from PIL import Image
 from .._io import atomic_path, atomic_write_text
 from .samples import Modality
 
-__all__ = ["render_person", "make_sysu", "make_regdb", "make_llcm"]
+__all__ = ["render_person", "make_sysu", "make_regdb", "make_llcm", "make_csv"]
 
 _BANDS = 8
 _TOP, _BOTTOM = -0.28, 0.46  # body extent as a fraction of the height, relative to the centre
@@ -236,4 +239,45 @@ def make_llcm(
                             train_lines[tag].append(f"{rel} {label}")
     for tag, lines in train_lines.items():
         atomic_write_text(os.path.join(root, "idx", f"train_{tag}.txt"), "\n".join(lines) + "\n")
+    return root
+
+
+def make_csv(
+    root: str | os.PathLike,
+    num_train_ids: int = 8,
+    num_test_ids: int = 4,
+    images_per_cam: int = 2,
+    image_size: tuple[int, int] = (64, 32),
+    seed: int = 0,
+) -> str:
+    """Write a CSV-list dataset: ``images/<pid:04d>/*.jpg`` and ``{train,query,gallery}.csv`` lists.
+
+    Visible cameras are 1 and 2, infrared cameras 1 and 3 (camera 1 films by day and by night, so a query and a
+    gallery image can share identity and camera, which ``protocol="market"`` discounts). ``train.csv`` lists
+    every image of the training ids; ``query.csv`` the infrared and ``gallery.csv`` the visible images of the
+    test ids.
+
+    Returns:
+        ``root`` as a string.
+    """
+    _check_counts(num_train_ids=num_train_ids, num_test_ids=num_test_ids, images_per_cam=images_per_cam)
+    root = os.fspath(root)
+    rng = np.random.default_rng([seed, 5])
+    train_ids, test_ids = _split_ids(rng, (num_train_ids, num_test_ids))
+    cams = {Modality.VISIBLE.value: (1, 2), Modality.INFRARED.value: (1, 3)}
+    rows: dict[str, list[tuple[str, int, int, str]]] = {"train": [], "query": [], "gallery": []}
+    for pid in sorted(train_ids + test_ids):
+        for mod, cam_list in cams.items():
+            split = "train" if pid in train_ids else ("query" if mod == Modality.INFRARED.value else "gallery")
+            for cam in cam_list:
+                for n in range(1, images_per_cam + 1):
+                    rel = f"images/{pid:04d}/{mod}_c{cam}_{n:02d}.jpg"
+                    _write_image(os.path.join(root, rel), render_person(pid, mod, rng, image_size, seed))
+                    rows[split].append((rel, pid, cam, mod))
+    for split, lines in rows.items():
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(("path", "pid", "cam", "modality"))
+        writer.writerows(lines)
+        atomic_write_text(os.path.join(root, f"{split}.csv"), text.getvalue())
     return root

@@ -2,7 +2,7 @@
 
 Layout::
 
-    root/exp/train_id.txt, val_id.txt, test_id.txt   one line of comma-separated ids
+    root/exp/train_id.txt, val_id.txt, test_id.txt   person ids separated by commas (or newlines)
     root/cam1 .. cam6/<pid:04d>/*.jpg                visible cams 1, 2, 4, 5; infrared cams 3, 6
 """
 
@@ -12,7 +12,8 @@ import functools
 import os
 
 from .base import FolderListing, VIReIDDataset, gallery_multi, gallery_single, query_all, scan_id_folders
-from .layout import build_train_split, check_choice, check_trial, read_id_list, require_dir
+from .layout import build_train_split, check_choice, check_trial, require_dir
+from .lists import check_disjoint, read_id_list
 from .samples import Modality, TestSplit, TrainSplit
 
 __all__ = ["SYSUMM01"]
@@ -38,7 +39,9 @@ class SYSUMM01(VIReIDDataset):
         verify_images: check every image for truncation when the reader is built (cheap marker checks).
 
     Raises:
-        FileNotFoundError / ValueError: on a bad layout, naming the offending file.
+        FileNotFoundError / ValueError: on a bad layout, naming the offending file (and line): a malformed or
+            repeated id, an id in two lists (train/val/test must be disjoint), a listed id without images, an
+            empty id folder, a non-image or truncated file.
     """
 
     name = "SYSU-MM01"
@@ -51,20 +54,29 @@ class SYSUMM01(VIReIDDataset):
             require_dir(
                 os.path.join(self.root, cam_dir), self.name, f"camera folder {cam_dir}/ with <pid:04d>/ folders"
             )
-        train_ids = read_id_list(os.path.join(exp, "train_id.txt"), self.name)
-        val_ids = read_id_list(os.path.join(exp, "val_id.txt"), self.name)
-        self.test_ids = read_id_list(os.path.join(exp, "test_id.txt"), self.name)
-        overlap = sorted(set(train_ids) & set(val_ids))
-        if overlap:
-            raise ValueError(
-                f"{self.name}: {os.path.join(exp, 'val_id.txt')} repeats train ids {overlap[:5]} (duplicate ids); "
-                "train and val id lists must be disjoint."
-            )
-        self.train_ids = sorted(train_ids + val_ids)
+        lists = {
+            name: read_id_list(os.path.join(exp, f"{name}_id.txt"), self.name) for name in ("train", "val", "test")
+        }
+        where = {
+            name: {pid: f"{os.path.join(exp, f'{name}_id.txt')} line {line}" for pid, line in ids.items()}
+            for name, ids in lists.items()
+        }
+        check_disjoint(where["train"], where["val"], self.name, other="train")
+        check_disjoint({**where["train"], **where["val"]}, where["test"], self.name)
+        self.train_ids = sorted([*lists["train"], *lists["val"]])
+        self.test_ids = list(lists["test"])
         cameras = VISIBLE_CAMERAS + INFRARED_CAMERAS
         self._listing: FolderListing = scan_id_folders(
             self.root, cameras, sorted(set(self.train_ids) | set(self.test_ids)), self.name, verify=verify_images
         )
+        seen = {pid for _, pid in self._listing}
+        for name in ("train", "val", "test"):
+            for pid, place in where[name].items():
+                if pid not in seen:
+                    raise ValueError(
+                        f"{self.name}: {place} lists id {pid}, which has no images: no folder {pid:04d}/ in "
+                        "cam1..cam6. Remove the id from the list or restore its images."
+                    )
 
     @functools.cached_property
     def train(self) -> TrainSplit:

@@ -93,6 +93,13 @@ def test_gallery_matches_reference_and_empty_folders_are_skipped(llcm_root, keep
     assert [(s.pid, s.cam) for s in vis2ir.gallery] == [(8, 2), (20, 8)]
 
 
+def test_id_list_one_per_line_with_bom(llcm_root):
+    expected = LLCM(llcm_root).test("vis2ir", trial=2)
+    open(os.path.join(llcm_root, "idx", "test_id.txt"), "w", encoding="utf-8").write("\ufeff20\n\n8\n")
+    reader = LLCM(llcm_root)
+    assert reader.test_ids == [20, 8] and reader.test("vis2ir", trial=2) == expected
+
+
 def test_train_lists(llcm_root):
     train = LLCM(llcm_root).train
     assert train.num_classes == 2
@@ -111,6 +118,12 @@ def test_train_lists(llcm_root):
         ("bad_ids", ValueError, ["test_id.txt", "malformed id 'x'"]),
         ("missing_image", FileNotFoundError, ["train_vis.txt line 2 points to a missing image"]),
         ("non_image", ValueError, ["Thumbs.db", "is not an image file"]),
+        ("duplicate_line", ValueError, ["train_nir.txt line 3 repeats train_nir/cam4/0001/c.jpg (already on line 1)"]),
+        ("label_vs_folder", ValueError, ["train_nir.txt line 2 labels train_nir/cam9/0003/d.jpg as 0", "folder 3"]),
+        ("label_two_folders", ValueError, ["train_vis.txt line 2 gives label 1 to identity folder 1, but"]),
+        ("id_without_images", ValueError, ["test_id.txt line 3 lists id 31, which has no test images"]),
+        ("id_only_empty_folders", ValueError, ["test_id.txt line 1 lists id 44, which has no test images"]),
+        ("garbage_line", ValueError, ["test_id.txt line 2 has a malformed id 'test'"]),
     ],
 )
 def test_bad_layouts(llcm_root, case, error, phrases):
@@ -122,6 +135,24 @@ def test_bad_layouts(llcm_root, case, error, phrases):
         open(os.path.join(llcm_root, "idx", "test_id.txt"), "w").write("20,x\n")
     elif case == "missing_image":
         os.remove(os.path.join(llcm_root, "train_vis", "cam7", "0001", "b.jpg"))
+    elif case == "duplicate_line":
+        with open(os.path.join(llcm_root, "idx", "train_nir.txt"), "a") as handle:
+            handle.write("train_nir/cam4/0001/c.jpg 0\n")
+    elif case == "label_vs_folder":
+        open(os.path.join(llcm_root, "idx", "train_nir.txt"), "w").write(
+            "train_nir/cam4/0001/c.jpg 0\ntrain_nir/cam9/0003/d.jpg 0\n"
+        )
+    elif case == "label_two_folders":
+        open(os.path.join(llcm_root, "idx", "train_vis.txt"), "w").write(
+            "train_vis/cam2/0003/a.jpg 1\ntrain_vis/cam7/0001/b.jpg 1\n"
+        )
+    elif case == "id_without_images":
+        open(os.path.join(llcm_root, "idx", "test_id.txt"), "w").write("20\n8\n31\n")
+    elif case == "id_only_empty_folders":
+        os.makedirs(os.path.join(llcm_root, "test_vis", "cam1", "0044"))
+        open(os.path.join(llcm_root, "idx", "test_id.txt"), "w").write("44,20,8\n")
+    elif case == "garbage_line":
+        open(os.path.join(llcm_root, "idx", "test_id.txt"), "w").write("20,8\ntest ids\n")
     else:
         open(os.path.join(llcm_root, "test_vis", "cam9", "0008", "Thumbs.db"), "wb").write(b"x")
     with pytest.raises(error) as info:

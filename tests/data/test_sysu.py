@@ -193,6 +193,18 @@ def _corrupt(root, case, write_image):
         open(os.path.join(exp, "test_id.txt"), "w").write("5,7,5\n")
     elif case == "overlap":
         open(os.path.join(exp, "val_id.txt"), "w").write("3\n")
+    elif case == "leak_train":
+        open(os.path.join(exp, "test_id.txt"), "w").write("12,5\n7,1\n")
+    elif case == "leak_val":
+        open(os.path.join(exp, "test_id.txt"), "w").write("12\n5\n7\n\n2\n")
+    elif case == "no_images":
+        open(os.path.join(exp, "test_id.txt"), "w").write("12,5,7,99\n")
+    elif case == "no_train_images":
+        open(os.path.join(exp, "train_id.txt"), "w").write("3,1\n\n40\n")
+    elif case == "duplicate_line":
+        open(os.path.join(exp, "test_id.txt"), "w").write("12,5\n7\n5\n")
+    elif case == "extra_line":
+        open(os.path.join(exp, "test_id.txt"), "w").write("12,5,7\nids of the test set\n")
     elif case == "non_image":
         open(os.path.join(root, "cam1", "0005", "notes.txt"), "w").write("x")
     elif case == "truncated":
@@ -212,7 +224,13 @@ def _corrupt(root, case, write_image):
         ("empty_list", ValueError, ["val_id.txt", "is empty"]),
         ("malformed", ValueError, ["test_id.txt", "malformed id '7a'"]),
         ("duplicate", ValueError, ["test_id.txt", "duplicate id 5"]),
-        ("overlap", ValueError, ["val_id.txt", "duplicate ids"]),
+        ("overlap", ValueError, ["val_id.txt line 1 lists id 3, which is also a train id", "train_id.txt line 1"]),
+        ("leak_train", ValueError, ["test_id.txt line 2 lists id 1, which is also a training id", "train_id.txt"]),
+        ("leak_val", ValueError, ["test_id.txt line 5 lists id 2, which is also a training id", "val_id.txt line 1"]),
+        ("no_images", ValueError, ["test_id.txt line 1 lists id 99, which has no images", "0099/"]),
+        ("no_train_images", ValueError, ["train_id.txt line 3 lists id 40, which has no images"]),
+        ("duplicate_line", ValueError, ["test_id.txt line 3 has a duplicate id 5 (first on line 1)"]),
+        ("extra_line", ValueError, ["test_id.txt line 2 has a malformed id 'ids'"]),
         ("non_image", ValueError, ["notes.txt", "is not an image file"]),
         ("truncated", ValueError, ["img_03.jpg", "truncated or corrupt image"]),
         ("empty_folder", ValueError, ["0005", "is an empty folder"]),
@@ -224,6 +242,20 @@ def test_bad_layouts_raise_one_clear_error(sysu_root, write_image, case, error, 
         SYSUMM01(sysu_root)
     for phrase in phrases:
         assert phrase in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["12\n5\n7\n", "\ufeff12,5,7\n", "\n\n12, 5\r\n\n7", "12 5\t7", "\ufeff\n12,\n5,\n7\n\n"],
+    ids=["per-line", "bom", "blank-lines-crlf", "whitespace", "bom-trailing-commas"],
+)
+def test_id_lists_accept_commas_whitespace_lines_bom_and_blank_lines(sysu_root, text):
+    expected = SYSUMM01(sysu_root).test(trial=3)
+    with open(os.path.join(sysu_root, "exp", "test_id.txt"), "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    reader = SYSUMM01(sysu_root)
+    assert reader.test_ids == TEST_IDS  # every id, in file order, not just the first line
+    assert reader.test(trial=3) == expected
 
 
 def test_missing_root():

@@ -58,6 +58,14 @@ def test_extract_and_search(tmp_path):
         assert "same rankings as torch: True" in out
 
 
+def test_custom_dataset(tmp_path):
+    out = _run("custom_dataset.py", "--synthetic", "--quick", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert "csv infrared->visible                            4       16           4       16" in out
+    assert "folders infrared->visible" in out and "same test split as the CSV reader: True" in out
+    assert (tmp_path / "run" / "csv-synthetic" / "train.csv").is_file()
+    assert (tmp_path / "run" / "run" / "checkpoints" / "final.pt").is_file()
+
+
 def test_every_example_is_tested_and_documents_its_flags(tmp_path):
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
     assert scripts and all(f'"{name}"' in Path(__file__).read_text() for name in scripts)

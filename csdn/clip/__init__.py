@@ -21,3 +21,5 @@ from .pretrained import load as load
 from .pretrained import read_state_dict as read_state_dict
 from .tokenizer import SimpleTokenizer as SimpleTokenizer
 from .tokenizer import tokenize as tokenize
+from .torchscript import ArchiveReadError as ArchiveReadError
+from .torchscript import read_torchscript_state_dict as read_torchscript_state_dict

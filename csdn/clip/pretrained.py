@@ -14,7 +14,6 @@ import os
 import time
 import uuid
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from .build import build_model
 from .model import CLIP
 from .pos_embed import to_hw
 from .tokenizer import file_sha256
+from .torchscript import ArchiveReadError, is_torchscript, read_torchscript_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -145,35 +145,51 @@ def download(
     )
 
 
-def _is_torchscript(path: Path) -> bool:
-    """True for a TorchScript archive (a zip with ``constants.pkl`` or ``code/``), not a torch.save file."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        names = [n.split("/", 1)[-1] for n in archive.namelist()]
-    return "constants.pkl" in names or any(n.startswith("code/") for n in names)
+def _jit_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """``torch.jit.load(path).state_dict()``: runs code stored in the file (only with ``trust_code=True``)."""
+    with warnings.catch_warnings():  # torch >= 2.9 flags torch.jit as deprecated; the archives remain
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated", category=FutureWarning)
+        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a CLIP state dict from a TorchScript archive or a plain state-dict file, on the CPU.
+def read_state_dict(path: str | os.PathLike, *, trust_code: bool = False) -> dict[str, torch.Tensor]:
+    """Read a CLIP state dict from a TorchScript archive or a plain state-dict file, on the CPU, as data only.
 
-    Accepted: OpenAI's TorchScript archives (and any ``torch.jit.save``-d CLIP), ``torch.save(state_dict)``,
-    ``{"state_dict": state_dict}``; a ``module.`` prefix (from DataParallel/DDP) is stripped from every key.
-    Plain files are read with ``torch.load(weights_only=True)``.
+    Accepted: OpenAI's TorchScript archives (and any ``torch.jit.save``-d CLIP), read by the data-only
+    :func:`~csdn.clip.torchscript.read_torchscript_state_dict` (no code stored in the file runs);
+    ``torch.save(state_dict)`` and ``{"state_dict": state_dict}``, read with ``torch.load(weights_only=True)``.
+    A ``module.`` prefix (from DataParallel/DDP) is stripped from every key of a plain file.
+
+    Args:
+        path: The checkpoint file.
+        trust_code: Only for a TorchScript archive the data-only reader refuses (e.g. a class restoring itself
+            with its own ``__setstate__``): load it with ``torch.jit.load`` instead, which runs code stored in
+            the file. Never needed for OpenAI's releases.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file is neither a TorchScript archive nor a state dict of tensors.
+        ValueError: If the file is neither a TorchScript archive nor a state dict of tensors, or is an archive
+            that cannot be read without running its code (:class:`~csdn.clip.torchscript.ArchiveReadError`,
+            whose message suggests ``trust_code=True``).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} does not exist")
     hint = "expected an OpenAI CLIP TorchScript archive or a torch.save()-d state dict of tensors"
+    if is_torchscript(path):
+        try:
+            return read_torchscript_state_dict(path)
+        except ArchiveReadError as err:
+            if not trust_code:
+                raise
+            logger.warning("%s; trust_code=True: loading it with torch.jit.load", str(err).split(". If you")[0])
+        try:
+            return _jit_load_state_dict(path)
+        except Exception as err:  # torch raises RuntimeError/... for archives it cannot load either
+            raise ValueError(
+                f"could not read checkpoint {path} with torch.jit.load ({type(err).__name__}: {err})"
+            ) from err
     try:
-        if _is_torchscript(path):
-            with warnings.catch_warnings():  # torch >= 2.9 flags torch.jit as deprecated; the archives remain
-                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated", category=FutureWarning)
-                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/... for foreign files
         raise ValueError(f"could not read checkpoint {path}: {hint} ({type(err).__name__}: {err})") from err
@@ -215,6 +231,7 @@ def load(
     *,
     image_size: int | tuple[int, int] | None = None,
     last_stride: int | None = None,
+    trust_code: bool = False,
 ) -> tuple[CLIP, Callable[[Any], torch.Tensor]]:
     """Load a CLIP by official name (downloaded and verified) or from a local checkpoint file.
 
@@ -227,6 +244,8 @@ def load(
         download_root: Cache directory (default :func:`default_cache_dir`).
         image_size: Vision input ``(H, W)``; see :func:`~csdn.clip.build.build_model`.
         last_stride: ResNet layer4 stride; see :func:`~csdn.clip.build.build_model`.
+        trust_code: Let a TorchScript archive that the data-only reader refuses be loaded with
+            ``torch.jit.load`` (runs code stored in the file); see :func:`read_state_dict`.
 
     Returns:
         ``(model, preprocess)``: the eval-mode model and the matching image transform.
@@ -251,5 +270,7 @@ def load(
             f"CLIP model {str(name_or_path)!r} not found: it is neither an available model {available_models()} "
             "nor an existing checkpoint file"
         )
-    model = build_model(read_state_dict(path), image_size=image_size, last_stride=last_stride).to(device)
+    model = build_model(
+        read_state_dict(path, trust_code=trust_code), image_size=image_size, last_stride=last_stride
+    ).to(device)
     return model, build_preprocess(model.image_size)

@@ -1,18 +1,13 @@
-"""OpenAI CLIP checkpoints: names and URLs, a SHA-256-verified download cache, and ``load``.
+"""OpenAI CLIP checkpoints: names and URLs, reading their weights as data, and ``load``.
 
-Cache directory: ``download_root`` if given, else the environment variable ``CSDN_CLIP_CACHE``, else
-``~/.cache/clip`` (the directory OpenAI's ``clip`` package uses, so its downloads are reused). Each URL
-carries the file's full SHA-256 as its second-to-last path component; cached files are checked against
-it before use and downloads are verified before they are moved into place.
+Each URL carries the file's full SHA-256 as its second-to-last path component; :mod:`csdn.clip.cache`
+checks cached files against it and verifies downloads before they are moved into place.
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
-import time
-import uuid
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,14 +16,17 @@ from typing import Any
 import torch
 
 from .build import build_model
+from .cache import CACHE_ENV as CACHE_ENV
+from .cache import DownloadError as DownloadError
+from .cache import default_cache_dir as default_cache_dir
+from .cache import download as download
+from .cache import url_sha256 as url_sha256
 from .model import CLIP
 from .pos_embed import to_hw
-from .tokenizer import file_sha256
 from .torchscript import ArchiveReadError, is_torchscript, read_torchscript_state_dict
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "CSDN_CLIP_CACHE"
 _BASE_URL = "https://openaipublic.azureedge.net/clip/models"
 _MODELS = {
     "RN50": f"{_BASE_URL}/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
@@ -46,10 +44,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class DownloadError(RuntimeError):
-    """A checkpoint could not be downloaded and verified."""
-
-
 def available_models() -> list[str]:
     """Names of the official OpenAI CLIP checkpoints that :func:`load` can download."""
     return list(_MODELS)
@@ -64,85 +58,6 @@ def model_url(name: str) -> str:
     if name not in _MODELS:
         raise ValueError(f"Unknown CLIP model {name!r}. Valid names are {available_models()}")
     return _MODELS[name]
-
-
-def url_sha256(url: str) -> str:
-    """The SHA-256 an OpenAI checkpoint URL carries as its second-to-last path component."""
-    return url.rstrip("/").split("/")[-2]
-
-
-def default_cache_dir() -> Path:
-    """``$CSDN_CLIP_CACHE`` if set, else ``~/.cache/clip`` (read at call time, never at import)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "clip").expanduser()
-
-
-def _fetch_verified(url: str, target: Path, sha256: str, progress: bool) -> None:
-    """Download ``url`` to a temp file next to ``target``, verify its full SHA-256, then rename atomically."""
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        # torch writes to its own ".partial" file and checks the hash before moving it to ``tmp``.
-        torch.hub.download_url_to_file(url, str(tmp), hash_prefix=sha256, progress=progress)
-        actual = file_sha256(tmp)
-        if actual != sha256:
-            raise DownloadError(f"downloaded file has SHA-256 {actual}, expected {sha256}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def download(
-    url: str,
-    root: str | os.PathLike | None = None,
-    sha256: str | None = None,
-    *,
-    retries: int = 3,
-    backoff_s: float = 2.0,
-    progress: bool = True,
-) -> Path:
-    """Return a verified local copy of ``url``, downloading it into the cache if needed.
-
-    A cached file with the wrong SHA-256 is reported and fetched again. Each attempt streams into a
-    temporary file in the cache directory that is renamed into place only after the full SHA-256 matched,
-    so an interrupted or corrupt transfer never leaves a file under the final name.
-
-    Args:
-        url: File URL.
-        root: Cache directory (default :func:`default_cache_dir`).
-        sha256: Expected hex SHA-256 (default: the URL's second-to-last path component).
-        retries: Download attempts before giving up.
-        backoff_s: Seconds to wait before attempt ``k + 1`` is ``backoff_s * k``.
-        progress: Show a progress bar.
-
-    Returns:
-        Path of the verified file, ``root / basename(url)``.
-
-    Raises:
-        DownloadError: If no attempt produced a file with the expected SHA-256; the message says where to
-            put a manually downloaded copy.
-    """
-    root = Path(root).expanduser() if root is not None else default_cache_dir()
-    sha256 = (sha256 or url_sha256(url)).lower()
-    target = root / url.rstrip("/").split("/")[-1]
-    if target.is_file():
-        actual = file_sha256(target)
-        if actual == sha256:
-            return target
-        logger.warning("cached file %s has SHA-256 %s, expected %s; downloading it again", target, actual, sha256)
-    root.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for attempt in range(1, max(retries, 1) + 1):
-        try:
-            _fetch_verified(url, target, sha256, progress)
-            return target
-        except (OSError, RuntimeError, http.client.HTTPException) as err:  # URLError is an OSError; bad hash: Runtime
-            errors.append(f"attempt {attempt}: {err}")
-            logger.warning("download of %s failed (attempt %d/%d): %s", url, attempt, retries, err)
-            if attempt < retries:
-                time.sleep(backoff_s * attempt)
-    raise DownloadError(
-        f"could not download {url} with SHA-256 {sha256} ({'; '.join(errors)}). If this machine is offline, "
-        f"download the file elsewhere and put it at {target} (or pass its local path, or set {CACHE_ENV})"
-    )
 
 
 def _jit_load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ import collections
 import io
 import os
 import pickle
+import re
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -177,12 +178,24 @@ class _Archive:
         except KeyError:
             raise ArchiveError(f"its record {self.prefix + record} is missing") from None
 
+    def read_into_buffer(self, record: str, size: int) -> bytearray:
+        """Record ``record`` (which must hold ``size`` bytes) read into one writable buffer (no extra copy)."""
+        try:
+            info = self.zip.getinfo(self.prefix + record)
+        except KeyError:
+            raise ArchiveError(f"its record {self.prefix + record} is missing") from None
+        if size < 0 or info.file_size != size:
+            raise ArchiveError(f"storage {record} has {info.file_size} bytes, expected {size}")
+        raw = bytearray(size)
+        with self.zip.open(info) as file:
+            if file.readinto(raw) != size:
+                raise ArchiveError(f"storage {record} is shorter than its zip entry says")
+        return raw
+
     def storage(self, key: str, dtype: torch.dtype, numel: int) -> _Storage:
         if key not in self.storages:
-            raw = bytearray(self.read(f"data/{key}"))
             item = torch.empty((), dtype=dtype).element_size()
-            if numel < 0 or len(raw) != numel * item:
-                raise ArchiveError(f"storage data/{key} has {len(raw)} bytes, expected {numel} x {item}")
+            raw = self.read_into_buffer(f"data/{key}", numel * item)
             flat = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
             if self.swap and item > 1:  # reverse the bytes of every element (torch has no byteswap)
                 flat = flat.view(-1, item).flip(-1).reshape(-1)
@@ -193,37 +206,43 @@ class _Archive:
         return stored
 
     def class_info(self, qualified: str) -> _ClassInfo:
-        """``__parameters__``/``__buffers__``/base/``__setstate__`` of a class, from its source parsed as text."""
+        """``__parameters__``/``__buffers__``/base/``__setstate__`` of a class, read from its source as text."""
         if qualified not in self.classes:
             module, _, name = qualified.rpartition(".")
             source = self.read("code/" + module.replace(".", "/") + ".py").decode("utf-8", "replace")
-            try:
-                tree = ast.parse(source)
-            except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
-                raise ArchiveError(f"the source of {qualified} does not parse ({type(err).__name__})") from None
-            node = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
-            if node is None:
-                raise ArchiveError(f"the archive's code has no class {qualified}")
-            self.classes[qualified] = _class_info(qualified, node)
+            self.classes[qualified] = _class_info(qualified, name, source)
         return self.classes[qualified]
 
 
-def _class_info(qualified: str, node: ast.ClassDef) -> _ClassInfo:
+_CLASS = re.compile(r"^class (\w+)\((.*)\):\s*$")
+_DECLARATION = re.compile(r"^\s+(__parameters__|__buffers__)\s*=\s*(\[.*\])\s*$")
+_SETSTATE = re.compile(r"^\s+def __setstate__\(")
+
+
+def _class_info(qualified: str, name: str, source: str) -> _ClassInfo:
+    """Scan the lines of class ``name``'s block (the TorchScript printer writes each declaration on one line);
+    only the declared name lists are evaluated, as literals."""
+    lines = iter(source.splitlines())
+    header = next((m for m in map(_CLASS.match, lines) if m and m.group(1) == name), None)
+    if header is None:
+        raise ArchiveError(f"the archive's code has no class {qualified}")
     declared: dict[str, tuple[str, ...]] = {}
-    for stmt in node.body:
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            if stmt.targets[0].id in ("__parameters__", "__buffers__"):
-                try:
-                    value = ast.literal_eval(stmt.value)
-                except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
-                    value = None
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise ArchiveError(f"{qualified} declares {stmt.targets[0].id} that is not a list of names")
-                declared[stmt.targets[0].id] = tuple(value)
-    is_module = any(isinstance(b, ast.Name) and b.id == "Module" for b in node.bases)
+    setstate = False
+    for line in lines:
+        if line.strip() and not line[0].isspace():  # the end of the class block
+            break
+        setstate = setstate or bool(_SETSTATE.match(line))
+        if match := _DECLARATION.match(line):
+            try:
+                value = ast.literal_eval(match.group(2))
+            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+                value = None
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ArchiveError(f"{qualified} declares {match.group(1)} that is not a list of names")
+            declared[match.group(1)] = tuple(value)
+    is_module = "Module" in (base.strip() for base in header.group(2).split(","))
     if is_module and len(declared) != 2:
         raise ArchiveError(f"module class {qualified} does not declare its __parameters__ and __buffers__")
-    setstate = any(isinstance(s, ast.FunctionDef) and s.name == "__setstate__" for s in node.body)
     return _ClassInfo(is_module, declared.get("__parameters__", ()), declared.get("__buffers__", ()), setstate)
 
 
@@ -241,7 +260,7 @@ def _collect(obj: _ScriptObject, archive: _Archive, prefix: str, out: dict[str, 
                 continue
             if not isinstance(value, torch.Tensor):
                 raise ArchiveError(f"{prefix}{name} is declared a parameter or buffer but holds a {type(value)}")
-            out[prefix + name] = value.detach().clone()  # owns its memory, no hooks or attributes from the file
+            out[prefix + name] = value.detach()  # a fresh tensor object: no attributes set by the file
     for name, value in obj.state.items():
         if isinstance(value, _ScriptObject) and archive.class_info(value.qualified_name).is_module:
             _collect(value, archive, f"{prefix}{name}.", out, depth + 1)

@@ -104,6 +104,19 @@ def test_big_endian_archive_is_byte_swapped(tmp_path):
     _assert_same_state_dict(read_torchscript_state_dict(tmp_path / "big.pt"), module.state_dict())
 
 
+def test_only_the_class_declarations_are_read_from_the_code(tmp_path):
+    """Code that is not even Python around the class block does not matter: only the declarations are read."""
+    module = torch.nn.Linear(3, 4)
+    torch.jit.save(torch.jit.script(module), tmp_path / "ok.pt")
+    with zipfile.ZipFile(tmp_path / "ok.pt") as src, zipfile.ZipFile(tmp_path / "odd.pt", "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith(".py"):
+                data = b"def broken(:\n  pass\n" + data + b"class Other(Module):\n  __parameters__ = []\n"
+            dst.writestr(info, data)
+    _assert_same_state_dict(read_torchscript_state_dict(tmp_path / "odd.pt"), module.state_dict())
+
+
 class _RestoresItself(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -227,10 +240,21 @@ def test_unreadable_archives_are_one_clear_error(tmp_path, data_pkl, phrase):
         read_torchscript_state_dict(path)
 
 
+def test_module_class_with_a_setstate_in_its_code_is_refused_even_with_a_dict_state(tmp_path):
+    code = (
+        "class M(Module):\n  __parameters__ = []\n  __buffers__ = []\n  def __setstate__(self, state: Any):\n    pass\n"
+    )
+    path = _archive(tmp_path / "setstate.pt", b"\x80\x02c__torch__.m\nM\n)\x81}b.", code=code)
+    with pytest.raises(ArchiveReadError, match="restores itself with its own code"):
+        read_torchscript_state_dict(path)
+    _archive(tmp_path / "plain.pt", b"\x80\x02c__torch__.m\nM\n)\x81}b.")  # control: without it, readable
+    assert read_torchscript_state_dict(tmp_path / "plain.pt") == {}
+
+
 _STORAGE_0 = b"X\x01\x00\x00\x000q\x05X\x03\x00\x00\x00cpuq\x06K\x0c"  # ('storage', Float, '0', 'cpu', 12)
 _DAMAGES = {  # damage -> (record name suffix, new bytes or None to drop it, expected phrase)
     "missing-storage": ("/data/0", lambda data: None, "record .*data/0 is missing"),
-    "short-storage": ("/data/0", lambda data: data[:-1], "storage data/0 has 47 bytes, expected 12 x 4"),
+    "short-storage": ("/data/0", lambda data: data[:-1], "storage data/0 has 47 bytes, expected 48"),
     "byteorder": ("/byteorder", lambda data: b"middle", "byteorder record says 'middle'"),
     "no-code": (".py", lambda data: None, "record .*code/.*linear.*py is missing"),  # the class's source
     "view-outside": (  # storage 0 declared and stored as 4 floats, still viewed as (4, 3)

@@ -168,8 +168,10 @@ def load(
     Raises:
         NotImplementedError: If ``jit`` is True.
         FileNotFoundError: If ``name_or_path`` is neither a known name nor an existing file.
-        ValueError: If the file is not a CLIP checkpoint.
-        DownloadError: If a download fails.
+        ValueError: If the file is not a CLIP checkpoint, or is a TorchScript archive that cannot be read
+            without running its code (the message suggests ``trust_code=True``).
+        DownloadError: A ``FileNotFoundError``: the named model is not cached and cannot be downloaded (no
+            network, unreachable host, wrong SHA-256); the message says where to put the file.
     """
     if jit:
         raise NotImplementedError(

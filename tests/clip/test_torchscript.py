@@ -1,6 +1,7 @@
 """The data-only TorchScript reader: same state dict as torch.jit.load, and no code from the file ever runs."""
 
 import builtins
+import logging
 import os
 import pickle
 import shlex
@@ -135,13 +136,15 @@ class _RestoresItself(torch.nn.Module):
         return x * self.w
 
 
-def test_class_with_own_setstate_is_refused_unless_trust_code(tmp_path):
+def test_class_with_own_setstate_is_refused_unless_trust_code(tmp_path, caplog):
     path = tmp_path / "restores.pt"
     torch.jit.save(torch.jit.script(_RestoresItself()), path)
     with pytest.raises(ArchiveReadError, match="restores itself with its own code.*trust_code=True") as info:
         read_state_dict(path)
     assert str(path) in str(info.value)
-    state = read_state_dict(path, trust_code=True)  # torch.jit.load ran the archive's __setstate__
+    with caplog.at_level(logging.WARNING, logger="csdn.clip.pretrained"):
+        state = read_state_dict(path, trust_code=True)  # torch.jit.load ran the archive's __setstate__
+    assert "trust_code=True: loading it with torch.jit.load" in caplog.text and str(path) in caplog.text
     assert list(state) == ["w"] and torch.equal(state["w"], torch.full((3,), 3.0))
 
 

@@ -129,6 +129,7 @@ class _RestoresItself(torch.nn.Module):
 
     @torch.jit.export
     def __setstate__(self, state: tuple[torch.Tensor, bool]):
+        print("TorchScript code from the archive ran")
         self.w = state[0] + 2.0  # code in the file decides the weights
         self.training = state[1]
 
@@ -136,16 +137,18 @@ class _RestoresItself(torch.nn.Module):
         return x * self.w
 
 
-def test_class_with_own_setstate_is_refused_unless_trust_code(tmp_path, caplog):
+def test_class_with_own_setstate_is_refused_unless_trust_code(tmp_path, caplog, capfd):
     path = tmp_path / "restores.pt"
     torch.jit.save(torch.jit.script(_RestoresItself()), path)
+    capfd.readouterr()
     with pytest.raises(ArchiveReadError, match="restores itself with its own code.*trust_code=True") as info:
         read_state_dict(path)
-    assert str(path) in str(info.value)
+    assert str(path) in str(info.value) and "code from the archive ran" not in capfd.readouterr().out
     with caplog.at_level(logging.WARNING, logger="csdn.clip.pretrained"):
         state = read_state_dict(path, trust_code=True)  # torch.jit.load ran the archive's __setstate__
     assert "trust_code=True: loading it with torch.jit.load" in caplog.text and str(path) in caplog.text
     assert list(state) == ["w"] and torch.equal(state["w"], torch.full((3,), 3.0))
+    assert "TorchScript code from the archive ran" in capfd.readouterr().out
 
 
 def _write_sentinel(path):

@@ -59,6 +59,21 @@ def test_clip_archives_read_like_torch_jit_load(clip_archives, arch, precision):
     assert model.dtype == torch.float32 and model.image_size == (224, 224)
 
 
+def test_cuda_located_storages_are_read_on_the_cpu(clip_archives, tmp_path):
+    """OpenAI traced its archives on CUDA: their storage records say 'cuda:0'. Read on the CPU all the same."""
+    cpu, cuda = b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"  # BINUNICODE 'cpu' -> 'cuda:0'
+    with zipfile.ZipFile(clip_archives["ViT", "fp16"]) as src, zipfile.ZipFile(tmp_path / "cuda.pt", "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("/data.pkl"):
+                assert cpu in data
+                data = data.replace(cpu, cuda)
+            dst.writestr(info, data)
+    state = read_torchscript_state_dict(tmp_path / "cuda.pt")
+    assert all(value.device.type == "cpu" for value in state.values())
+    _assert_same_state_dict(state, _jit_state_dict(clip_archives["ViT", "fp16"]))
+
+
 class _Mixed(torch.nn.Module):
     """Views with storage offsets and transposed strides, many dtypes, a bias-free and a nested submodule,
     and a tensor attribute that is neither parameter nor buffer (not in the state dict)."""

@@ -1,20 +1,14 @@
-"""OpenAI CLIP checkpoints: names and URLs, a SHA-256-verified download cache, and ``load``.
+"""OpenAI CLIP checkpoints: names and URLs, reading their weights as data, and ``load``.
 
-Cache directory: ``download_root`` if given, else the environment variable ``CSDN_CLIP_CACHE``, else
-``~/.cache/clip`` (the directory OpenAI's ``clip`` package uses, so its downloads are reused). Each URL
-carries the file's full SHA-256 as its second-to-last path component; cached files are checked against
-it before use and downloads are verified before they are moved into place.
+Each URL carries the file's full SHA-256 as its second-to-last path component; :mod:`csdn.clip.cache`
+checks cached files against it and verifies downloads before they are moved into place.
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
-import time
-import uuid
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,13 +16,17 @@ from typing import Any
 import torch
 
 from .build import build_model
+from .cache import CACHE_ENV as CACHE_ENV
+from .cache import DownloadError as DownloadError
+from .cache import default_cache_dir as default_cache_dir
+from .cache import download as download
+from .cache import url_sha256 as url_sha256
 from .model import CLIP
 from .pos_embed import to_hw
-from .tokenizer import file_sha256
+from .torchscript import ArchiveReadError, is_torchscript, read_torchscript_state_dict
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "CSDN_CLIP_CACHE"
 _BASE_URL = "https://openaipublic.azureedge.net/clip/models"
 _MODELS = {
     "RN50": f"{_BASE_URL}/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
@@ -44,10 +42,6 @@ _MODELS = {
 #: Per-channel RGB mean and std of OpenAI CLIP's training images (inputs in [0, 1]).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-class DownloadError(RuntimeError):
-    """A checkpoint could not be downloaded and verified."""
 
 
 def available_models() -> list[str]:
@@ -66,114 +60,51 @@ def model_url(name: str) -> str:
     return _MODELS[name]
 
 
-def url_sha256(url: str) -> str:
-    """The SHA-256 an OpenAI checkpoint URL carries as its second-to-last path component."""
-    return url.rstrip("/").split("/")[-2]
+def _jit_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """``torch.jit.load(path).state_dict()``: runs code stored in the file (only with ``trust_code=True``)."""
+    with warnings.catch_warnings():  # torch >= 2.9 flags torch.jit as deprecated; the archives remain
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated", category=FutureWarning)
+        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
 
 
-def default_cache_dir() -> Path:
-    """``$CSDN_CLIP_CACHE`` if set, else ``~/.cache/clip`` (read at call time, never at import)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "clip").expanduser()
+def read_state_dict(path: str | os.PathLike, *, trust_code: bool = False) -> dict[str, torch.Tensor]:
+    """Read a CLIP state dict from a TorchScript archive or a plain state-dict file, on the CPU, as data only.
 
-
-def _fetch_verified(url: str, target: Path, sha256: str, progress: bool) -> None:
-    """Download ``url`` to a temp file next to ``target``, verify its full SHA-256, then rename atomically."""
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        # torch writes to its own ".partial" file and checks the hash before moving it to ``tmp``.
-        torch.hub.download_url_to_file(url, str(tmp), hash_prefix=sha256, progress=progress)
-        actual = file_sha256(tmp)
-        if actual != sha256:
-            raise DownloadError(f"downloaded file has SHA-256 {actual}, expected {sha256}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def download(
-    url: str,
-    root: str | os.PathLike | None = None,
-    sha256: str | None = None,
-    *,
-    retries: int = 3,
-    backoff_s: float = 2.0,
-    progress: bool = True,
-) -> Path:
-    """Return a verified local copy of ``url``, downloading it into the cache if needed.
-
-    A cached file with the wrong SHA-256 is reported and fetched again. Each attempt streams into a
-    temporary file in the cache directory that is renamed into place only after the full SHA-256 matched,
-    so an interrupted or corrupt transfer never leaves a file under the final name.
+    Accepted: OpenAI's TorchScript archives (and any ``torch.jit.save``-d CLIP), read by the data-only
+    :func:`~csdn.clip.torchscript.read_torchscript_state_dict` (no code stored in the file runs);
+    ``torch.save(state_dict)`` and ``{"state_dict": state_dict}``, read with ``torch.load(weights_only=True)``.
+    A ``module.`` prefix (from DataParallel/DDP) is stripped from every key of a plain file.
 
     Args:
-        url: File URL.
-        root: Cache directory (default :func:`default_cache_dir`).
-        sha256: Expected hex SHA-256 (default: the URL's second-to-last path component).
-        retries: Download attempts before giving up.
-        backoff_s: Seconds to wait before attempt ``k + 1`` is ``backoff_s * k``.
-        progress: Show a progress bar.
-
-    Returns:
-        Path of the verified file, ``root / basename(url)``.
-
-    Raises:
-        DownloadError: If no attempt produced a file with the expected SHA-256; the message says where to
-            put a manually downloaded copy.
-    """
-    root = Path(root).expanduser() if root is not None else default_cache_dir()
-    sha256 = (sha256 or url_sha256(url)).lower()
-    target = root / url.rstrip("/").split("/")[-1]
-    if target.is_file():
-        actual = file_sha256(target)
-        if actual == sha256:
-            return target
-        logger.warning("cached file %s has SHA-256 %s, expected %s; downloading it again", target, actual, sha256)
-    root.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for attempt in range(1, max(retries, 1) + 1):
-        try:
-            _fetch_verified(url, target, sha256, progress)
-            return target
-        except (OSError, RuntimeError, http.client.HTTPException) as err:  # URLError is an OSError; bad hash: Runtime
-            errors.append(f"attempt {attempt}: {err}")
-            logger.warning("download of %s failed (attempt %d/%d): %s", url, attempt, retries, err)
-            if attempt < retries:
-                time.sleep(backoff_s * attempt)
-    raise DownloadError(
-        f"could not download {url} with SHA-256 {sha256} ({'; '.join(errors)}). If this machine is offline, "
-        f"download the file elsewhere and put it at {target} (or pass its local path, or set {CACHE_ENV})"
-    )
-
-
-def _is_torchscript(path: Path) -> bool:
-    """True for a TorchScript archive (a zip with ``constants.pkl`` or ``code/``), not a torch.save file."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        names = [n.split("/", 1)[-1] for n in archive.namelist()]
-    return "constants.pkl" in names or any(n.startswith("code/") for n in names)
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a CLIP state dict from a TorchScript archive or a plain state-dict file, on the CPU.
-
-    Accepted: OpenAI's TorchScript archives (and any ``torch.jit.save``-d CLIP), ``torch.save(state_dict)``,
-    ``{"state_dict": state_dict}``; a ``module.`` prefix (from DataParallel/DDP) is stripped from every key.
-    Plain files are read with ``torch.load(weights_only=True)``.
+        path: The checkpoint file.
+        trust_code: Only for a TorchScript archive the data-only reader refuses (e.g. a class restoring itself
+            with its own ``__setstate__``): load it with ``torch.jit.load`` instead, which runs code stored in
+            the file. Never needed for OpenAI's releases.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file is neither a TorchScript archive nor a state dict of tensors.
+        ValueError: If the file is neither a TorchScript archive nor a state dict of tensors, or is an archive
+            that cannot be read without running its code (:class:`~csdn.clip.torchscript.ArchiveReadError`,
+            whose message suggests ``trust_code=True``).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} does not exist")
     hint = "expected an OpenAI CLIP TorchScript archive or a torch.save()-d state dict of tensors"
+    if is_torchscript(path):
+        try:
+            return read_torchscript_state_dict(path)
+        except ArchiveReadError as err:
+            if not trust_code:
+                raise
+            logger.warning("%s; trust_code=True: loading it with torch.jit.load", str(err).split(". If you")[0])
+        try:
+            return _jit_load_state_dict(path)
+        except Exception as err:  # torch raises RuntimeError/... for archives it cannot load either
+            raise ValueError(
+                f"could not read checkpoint {path} with torch.jit.load ({type(err).__name__}: {err})"
+            ) from err
     try:
-        if _is_torchscript(path):
-            with warnings.catch_warnings():  # torch >= 2.9 flags torch.jit as deprecated; the archives remain
-                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated", category=FutureWarning)
-                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/... for foreign files
         raise ValueError(f"could not read checkpoint {path}: {hint} ({type(err).__name__}: {err})") from err
@@ -215,6 +146,7 @@ def load(
     *,
     image_size: int | tuple[int, int] | None = None,
     last_stride: int | None = None,
+    trust_code: bool = False,
 ) -> tuple[CLIP, Callable[[Any], torch.Tensor]]:
     """Load a CLIP by official name (downloaded and verified) or from a local checkpoint file.
 
@@ -227,6 +159,8 @@ def load(
         download_root: Cache directory (default :func:`default_cache_dir`).
         image_size: Vision input ``(H, W)``; see :func:`~csdn.clip.build.build_model`.
         last_stride: ResNet layer4 stride; see :func:`~csdn.clip.build.build_model`.
+        trust_code: Let a TorchScript archive that the data-only reader refuses be loaded with
+            ``torch.jit.load`` (runs code stored in the file); see :func:`read_state_dict`.
 
     Returns:
         ``(model, preprocess)``: the eval-mode model and the matching image transform.
@@ -234,8 +168,10 @@ def load(
     Raises:
         NotImplementedError: If ``jit`` is True.
         FileNotFoundError: If ``name_or_path`` is neither a known name nor an existing file.
-        ValueError: If the file is not a CLIP checkpoint.
-        DownloadError: If a download fails.
+        ValueError: If the file is not a CLIP checkpoint, or is a TorchScript archive that cannot be read
+            without running its code (the message suggests ``trust_code=True``).
+        DownloadError: A ``FileNotFoundError``: the named model is not cached and cannot be downloaded (no
+            network, unreachable host, wrong SHA-256); the message says where to put the file.
     """
     if jit:
         raise NotImplementedError(
@@ -251,5 +187,7 @@ def load(
             f"CLIP model {str(name_or_path)!r} not found: it is neither an available model {available_models()} "
             "nor an existing checkpoint file"
         )
-    model = build_model(read_state_dict(path), image_size=image_size, last_stride=last_stride).to(device)
+    model = build_model(
+        read_state_dict(path, trust_code=trust_code), image_size=image_size, last_stride=last_stride
+    ).to(device)
     return model, build_preprocess(model.image_size)

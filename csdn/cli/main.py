@@ -83,6 +83,8 @@ def _add_train(sub: Any) -> None:
 
 
 def _add_eval(sub: Any) -> None:
+    from .report_cmd import add_report_option
+
     p = sub.add_parser("eval", help="evaluate a checkpoint with the dataset's full protocol")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by csdn train (final.pt or last.pt)")
     p.add_argument("--root", required=True, help="dataset folder")
@@ -91,6 +93,7 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--plot", metavar="DIR", help="also write ranked lists, CMC, PCA, Grad-CAM PNGs here (viz extra)")
+    add_report_option(p)
     _add_inference_options(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -166,6 +169,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from ..data import open_dataset
     from ..engine.distributed import resolve_device
     from ..engine.modeling import load_trained_model
+    from .report_cmd import check_report_option, write_eval_report
     from .reporting import make_evaluator, print_report
 
     if args.trials is not None and args.trials < 1:
@@ -174,6 +178,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from .._optional import require
 
         require("matplotlib", "viz")
+    check_report_option(args)
     device = resolve_device(args.device)
     model, cfg, _ = load_trained_model(args.checkpoint, device)
     name = args.dataset or cfg.data.dataset
@@ -188,6 +193,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         written = plot_evaluation(args.plot, evaluator, model, report, image_size=(cfg.data.height, cfg.data.width))
         print(f"plots written to {args.plot}: {', '.join(path.name for path in written.values())}")
+    write_eval_report(args, evaluator, model, report)
     return 0
 
 

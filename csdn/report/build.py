@@ -79,4 +79,8 @@ def build_report(
     analysis = analyse_split(dist, split, num=num_queries, topk=topk)
     device = evaluator.device if evaluator.device is not None else next(model.parameters()).device
     info = provenance(checkpoint=checkpoint, dataset=evaluator.dataset, device=device, **extra)
+    if title is None:
+        name = getattr(evaluator.dataset, "name", "dataset")
+        where = "/".join(Path(checkpoint).parts[-3:]) if checkpoint is not None else None  # run/checkpoints/final.pt
+        title = f"{name} evaluation: {where}" if where else f"{name} evaluation"
     return write_report(out_dir, report, analysis, info, title=title)

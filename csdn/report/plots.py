@@ -40,7 +40,7 @@ def plot_distances(matching: np.ndarray, non_matching: np.ndarray, roc: ROCCurve
     curve.set_xlim(0, 1)
     curve.set_ylim(0, 1.01)
     curve.legend(loc="lower right", fontsize=8)
-    curve.set_title("ROC: same identity if distance <= t")
+    curve.set_title("ROC (match if distance ≤ t)")
     curve.grid(alpha=0.3)
     return save_figure(figure, out)
 

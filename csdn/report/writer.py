@@ -43,6 +43,7 @@ class SplitAnalysis:
     non_matching: np.ndarray
     roc: ROCCurve
     hard: list[HardQuery]
+    topk: int = 10
 
 
 def analyse_split(distmat: Any, split: Any, *, num: int = 8, topk: int = 10) -> SplitAnalysis:
@@ -68,6 +69,7 @@ def analyse_split(distmat: Any, split: Any, *, num: int = 8, topk: int = 10) -> 
         non_matching=non_matching,
         roc=_roc_curve(matching, non_matching),
         hard=hardest_queries(distmat, *ids, *cams, protocol=split.protocol, num=num, topk=topk),
+        topk=topk,
     )
 
 
@@ -142,8 +144,8 @@ def _analysis_section(analysis: SplitAnalysis, out_dir: Path) -> Markup:
                  f"query-gallery pairs; ROC AUC {analysis.roc.auc:.3f}.", class_="note"),  # fmt: skip
         tag("img", src=image_data_uri(plot), alt="distance histograms and ROC curve", class_="plot"),
         tag("h2", f"The {len(analysis.hard)} queries with the lowest AP"),
-        tag("p", f"{where}: each query (blue) and its top-{len(analysis.hard[0].ranked) if analysis.hard else 0} "
-                 "ranked gallery items, green ✓ = same identity, red ✗ = another identity.", class_="note"),
+        tag("p", f"{where}: each query (blue) and its top-{analysis.topk} ranked gallery items (fewer when "
+                 "the protocol leaves fewer), green ✓ = same identity, red ✗ = another identity.", class_="note"),
         _hard_queries_section(analysis),
     ])  # fmt: skip
 

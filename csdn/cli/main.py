@@ -29,6 +29,8 @@ EXAMPLES = """examples:
   csdn eval --root data/SYSU-MM01 --checkpoint final.pt --plot plots/   # ranked lists, CMC, PCA, Grad-CAM
   csdn extract --checkpoint final.pt --images gallery/ --modality visible --out gallery.pt
   csdn data stats data/SYSU-MM01
+  csdn eval --root data/SYSU-MM01 --checkpoint final.pt --report report/     # HTML report (viz extra)
+  csdn ablate --dataset sysu --root data/SYSU-MM01 --out runs/ablation       # the paper's ablation study
 """
 
 
@@ -41,6 +43,8 @@ class UserError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``csdn`` argument parser (sub-commands set ``func``)."""
+    from .ablate import add_ablate_parser
+
     parser = argparse.ArgumentParser(
         prog="csdn",
         description="CSDN (CLIP-Driven Semantic Discovery Network) for visible-infrared person re-identification.",
@@ -59,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="layout (default: detected)")
     stats.set_defaults(func=_cmd_data_stats)
     _add_demo(sub)
+    add_ablate_parser(sub)
     try:
         from ..export import add_export_parser
     except ImportError:  # the export extra is optional

@@ -206,7 +206,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             from .ablate_results import evaluate_variants, write_study
 
             results = evaluate_variants(engine, dataset, finals, device, args.trials, report=not args.no_report)
-            for path in write_study(out, plan, results, report=not args.no_report):
+            for path in write_study(out, plan, results, report=not args.no_report, device=device):
                 print(f"wrote {path}")
     finally:
         engine.cleanup()

@@ -84,7 +84,7 @@ def _markdown(plan: dict[str, Any], rows: list[dict[str, Any]], chart: Path | No
         "",
         f"Every variant trained from preset `{plan['preset']}` with seed {plan['seed']} on `{plan['root']}`"
         + (f" with `--set {' '.join(plan['overrides'])}`" if plan["overrides"] else "")
-        + f"; percent, mean ± std over {'/'.join(map(str, trials))} trials of the dataset's protocol.",
+        + f"; percent, mean ± std over {'/'.join(map(str, trials))} trial(s) of the dataset's protocol.",
     ]
     if chart is not None:
         lines += ["", f"![rank-1 and mAP of each variant]({chart.name})"]
@@ -96,7 +96,9 @@ def _markdown(plan: dict[str, Any], rows: list[dict[str, Any]], chart: Path | No
     return "\n".join(lines) + "\n"
 
 
-def write_study(out: Path, plan: dict[str, Any], results: dict[str, Any], *, report: bool) -> list[Path]:
+def write_study(
+    out: Path, plan: dict[str, Any], results: dict[str, Any], *, report: bool, device: Any = None
+) -> list[Path]:
     """Write ``ablation.json``, ``ablation.md``, the chart ``ablation.png`` and ``index.html`` (with reports).
 
     Returns:
@@ -111,7 +113,7 @@ def write_study(out: Path, plan: dict[str, Any], results: dict[str, Any], *, rep
 
         bars = {r["variant"]: {m: r[m]["mean"] for m in ("rank1", "mAP")} | {f"{m}_std": r[m]["std"]
                 for m in ("rank1", "mAP")} for r in rows if r["setting"] == headline}  # fmt: skip
-        chart = plot_ablation(bars, out / "ablation.png")
+        chart = plot_ablation(bars, out / "ablation.png", title=headline)
         written.append(chart)
     data = {"plan": plan, "metrics": list(TABLE_METRICS), "headline_setting": headline, "rows": rows}
     written.append(atomic_write_text(out / "ablation.json", json.dumps(data, indent=2) + "\n"))
@@ -128,8 +130,9 @@ def write_study(out: Path, plan: dict[str, Any], results: dict[str, Any], *, rep
             for r in rows
             if r["setting"] == headline
         ]
-        info = provenance(**{"dataset root": plan["root"], "seed": plan["seed"], "preset": plan["preset"],
-                             "overrides": " ".join(plan["overrides"]) or "-"})  # fmt: skip
+        extra = {"dataset root": plan["root"], "seed": plan["seed"], "preset": plan["preset"],
+                 "overrides": " ".join(plan["overrides"]) or "-"}  # fmt: skip
+        info = provenance(device=device, **extra)
         written.append(write_index(
             out / "index.html", entries, title=f"Ablation study: {plan['dataset']}", chart=chart,
             note=f"{headline}: percent, mean ± std over trials; every variant shares seed, data and schedule. "

@@ -46,7 +46,10 @@ def plot_distances(matching: np.ndarray, non_matching: np.ndarray, roc: ROCCurve
 
 
 def plot_ablation(
-    rows: Mapping[str, Mapping[str, float]], out: str | os.PathLike, metrics: Sequence[str] = ("rank1", "mAP")
+    rows: Mapping[str, Mapping[str, float]],
+    out: str | os.PathLike,
+    metrics: Sequence[str] = ("rank1", "mAP"),
+    title: str = "",
 ) -> Path:
     """Grouped bars: one group per variant, one bar per metric (percent), error bars = std over trials.
 
@@ -54,10 +57,11 @@ def plot_ablation(
         rows: ``{variant: {"rank1": mean, "rank1_std": std, "mAP": ..., ...}}`` as fractions.
         out: PNG path.
         metrics: Metrics drawn.
+        title: Axes title (e.g. the evaluation setting).
     """
     if not rows:
         raise ValueError("rows is empty: nothing to plot")
-    figure = new_figure(1.2 + 1.1 * len(rows), 3.6)
+    figure = new_figure(2.4 + 1.1 * len(rows), 3.6)
     axis = figure.subplots()
     x = np.arange(len(rows))
     width = 0.8 / len(metrics)
@@ -71,4 +75,5 @@ def plot_ablation(
     axis.set_ylim(0, 105)
     axis.legend(fontsize=8)
     axis.grid(axis="y", alpha=0.3)
+    axis.set_title(title, fontsize=9)
     return save_figure(figure, out)

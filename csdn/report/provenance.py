@@ -7,6 +7,7 @@ import hashlib
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,6 @@ def provenance(
         device: Where the model ran.
         **extra: More ``label=value`` pairs appended at the end.
     """
-    from .. import __version__
-
     out: dict[str, str | None] = {}
     if checkpoint is not None:
         out["checkpoint"] = str(Path(checkpoint).resolve())
@@ -73,7 +72,7 @@ def provenance(
     if dataset is not None:
         out.update(_dataset_lines(dataset))
     out.update({
-        "csdn version": __version__,
+        "csdn version": getattr(sys.modules.get("csdn"), "__version__", None),  # loaded with this package
         "git commit": git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),

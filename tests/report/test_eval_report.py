@@ -4,8 +4,6 @@ import hashlib
 import json
 import sys
 
-import pytest
-
 from csdn.cli import main
 
 from .test_writer import parse
@@ -54,13 +52,3 @@ def test_report_without_matplotlib_is_refused_first(trained, sysu_root, tmp_path
     assert code == 2 and out == ""
     assert err.splitlines()[-1].endswith("it comes with the 'viz' extra: pip install 'csdn[viz]'")
     assert not (tmp_path / "r").exists()
-
-
-@pytest.mark.parametrize("rerank", [True])
-def test_rerank_label(trained, sysu_root, tmp_path, rerank):
-    pytest.importorskip("matplotlib")
-    code = main(["-q", "eval", "--root", str(sysu_root), "--checkpoint", str(trained), "--trials", "1", "--rerank",
-                 "--no-flip", "--report", str(tmp_path / "r")])  # fmt: skip
-    assert code == 0
-    shown = "".join(parse((tmp_path / "r" / "index.html").read_text()).text)
-    assert "re-ranked (k-reciprocal)" in shown and "flip: off" in shown

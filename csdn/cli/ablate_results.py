@@ -32,14 +32,14 @@ def evaluate_variants(
     results = {}
     for variant, final in finals.items():
         run_dir = final.parents[1]
-        model, cfg = engine.load(final, device)
-        evaluator = make_evaluator(dataset, cfg, device)
-        wanted = list(evaluator.trials if trials is None else evaluator.trials[:trials])
+        wanted = list(dataset.trials if trials is None else dataset.trials[:trials])
         earlier = _earlier_evaluation(run_dir, final, wanted, report)
         if earlier is not None:
             logger.info("%s: reusing %s (newer than %s)", variant, run_dir / "eval.json", final.name)
             results[variant] = earlier
             continue
+        model, cfg = engine.load(final, device)
+        evaluator = make_evaluator(dataset, cfg, device)
         logger.info("%s: evaluating %s", variant, final)
         results[variant] = evaluator.run(model, trials)
         results[variant].to_json(run_dir / "eval.json")

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -82,3 +83,23 @@ def test_ablate_refuses_the_ablation_keys_and_a_run_of_another_seed(sysu_root, t
     err = capsys.readouterr().err.splitlines()[-1]
     assert "was trained with another configuration (runtime.seed: 7 -> 1)" in err, err
     assert not (out / "baseline").exists() and not (out / "ablation_plan.json").exists()  # refused before training
+
+
+def test_an_earlier_evaluation_is_reused_only_for_the_same_trials_and_a_newer_file(tmp_path):
+    from csdn.cli.ablate_results import _earlier_evaluation
+    from csdn.evaluation.evaluator import EvaluationReport
+
+    from .test_writer import _record
+
+    final = tmp_path / "checkpoints" / "final.pt"
+    final.parent.mkdir()
+    final.write_bytes(b"weights")
+    EvaluationReport("d", [_record("s", 0, 0.5, 0.4), _record("s", 1, 0.7, 0.4)], {}).to_json(tmp_path / "eval.json")
+    os.utime(final, ns=(1, 1))  # the checkpoint is older than the evaluation
+    reused = _earlier_evaluation(tmp_path, final, [0, 1], report=False)
+    assert reused is not None and reused.summary()["s"]["rank1"]["mean"] == pytest.approx(0.6)
+    assert _earlier_evaluation(tmp_path, final, [0], report=False) is None  # other trials
+    assert _earlier_evaluation(tmp_path, final, [0, 1], report=True) is None  # its report is missing
+    os.utime(final)  # retrained after the evaluation
+    os.utime(tmp_path / "eval.json", ns=(1, 1))
+    assert _earlier_evaluation(tmp_path, final, [0, 1], report=False) is None

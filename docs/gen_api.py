@@ -26,6 +26,7 @@ MODULES = [
     ("csdn.extract", "Feature extraction for users (also `csdn.FeatureExtractor`)."),
     ("csdn.search", "Gallery search (also `csdn.search`)."),
     ("csdn.viz", "Plots (extra `viz`)."),
+    ("csdn.report", "Evaluation reports: camera matrix, distances and ROC, lowest-AP queries, HTML pages."),
     ("csdn.export", "ONNX export (extra `onnx`)."),
 ]
 

@@ -29,6 +29,8 @@ EXAMPLES = """examples:
   csdn eval --root data/SYSU-MM01 --checkpoint final.pt --plot plots/   # ranked lists, CMC, PCA, Grad-CAM
   csdn extract --checkpoint final.pt --images gallery/ --modality visible --out gallery.pt
   csdn data stats data/SYSU-MM01
+  csdn eval --root data/SYSU-MM01 --checkpoint final.pt --report report/     # HTML report (viz extra)
+  csdn ablate --dataset sysu --root data/SYSU-MM01 --out runs/ablation       # the paper's ablation study
 """
 
 
@@ -41,6 +43,8 @@ class UserError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``csdn`` argument parser (sub-commands set ``func``)."""
+    from .ablate import add_ablate_parser
+
     parser = argparse.ArgumentParser(
         prog="csdn",
         description="CSDN (CLIP-Driven Semantic Discovery Network) for visible-infrared person re-identification.",
@@ -59,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="layout (default: detected)")
     stats.set_defaults(func=_cmd_data_stats)
     _add_demo(sub)
+    add_ablate_parser(sub)
     try:
         from ..export import add_export_parser
     except ImportError:  # the export extra is optional
@@ -83,6 +88,8 @@ def _add_train(sub: Any) -> None:
 
 
 def _add_eval(sub: Any) -> None:
+    from .report_cmd import add_report_option
+
     p = sub.add_parser("eval", help="evaluate a checkpoint with the dataset's full protocol")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by csdn train (final.pt or last.pt)")
     p.add_argument("--root", required=True, help="dataset folder")
@@ -91,6 +98,7 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--plot", metavar="DIR", help="also write ranked lists, CMC, PCA, Grad-CAM PNGs here (viz extra)")
+    add_report_option(p)
     _add_inference_options(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -166,6 +174,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from ..data import open_dataset
     from ..engine.distributed import resolve_device
     from ..engine.modeling import load_trained_model
+    from .report_cmd import check_report_option, write_eval_report
     from .reporting import make_evaluator, print_report
 
     if args.trials is not None and args.trials < 1:
@@ -174,6 +183,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from .._optional import require
 
         require("matplotlib", "viz")
+    check_report_option(args)
     device = resolve_device(args.device)
     model, cfg, _ = load_trained_model(args.checkpoint, device)
     name = args.dataset or cfg.data.dataset
@@ -188,6 +198,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         written = plot_evaluation(args.plot, evaluator, model, report, image_size=(cfg.data.height, cfg.data.width))
         print(f"plots written to {args.plot}: {', '.join(path.name for path in written.values())}")
+    write_eval_report(args, evaluator, model, report)
     return 0
 
 

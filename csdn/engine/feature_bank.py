@@ -33,7 +33,7 @@ from ..data.loaders import ImageDataset
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TrainSplit
 from ..data.transforms import build_test_transform
-from .checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
+from ..models.checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
 from .config import DataConfig, TrainConfig
 from .presets import stages_to_run
 
@@ -164,7 +164,7 @@ def sampled_bank_split(train: TrainSplit, num_ids: int, num_pos: int, seed: int,
 
 
 def save_feature_bank(bank: FeatureBank, path: str | os.PathLike) -> None:
-    """Write ``bank`` atomically (CPU tensors, format :data:`~csdn.engine.checkpoint.FEATURES_FORMAT`)."""
+    """Write ``bank`` atomically (CPU tensors, format :data:`~csdn.models.checkpoint.FEATURES_FORMAT`)."""
     save_checkpoint({k: v.cpu() for k, v in bank._asdict().items()}, path, format=FEATURES_FORMAT)
 
 

@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._modality import INFRARED, VISIBLE
 from ..losses import CrossEntropyLabelSmooth, ModalitySeparationLoss, SupConLoss, WeightedRegularizedTriplet
 from ..models import ImageFeatures
 from .config import ImageStageConfig
 
 __all__ = [
-    "VISIBLE",
-    "INFRARED",
     "paired_batches",
     "shuffled_batches",
     "PromptStep",
@@ -32,9 +31,6 @@ __all__ = [
     "supcon_both_ways",
     "compute_text_banks",
 ]
-
-VISIBLE, INFRARED = "visible", "infrared"
-
 
 # ------------------------------------------------------------------------------------------------- batch orders
 

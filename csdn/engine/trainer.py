@@ -27,29 +27,27 @@ from torch import nn
 from ..data.loaders import concat_views
 from ..data.samples import TrainSplit
 from ..losses import SupConLoss
-from .checkpoint import (
-    capture_rng_state,
-    deterministic_algorithms,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    seed_global_rngs,
-)
+from ..models.checkpoint import final_checkpoint, load_checkpoint, save_checkpoint, training_checkpoint
 from .config import TrainConfig, config_differences, config_to_dict
 from .distributed import (
     DistInfo,
     all_reduce_mean,
     barrier,
     dist_info_from_env,
-    gather_rng_states,
     resolve_device,
-    restore_rank_rng_state,
 )
 from .feature_bank import StageFeatureBanks
 from .inputs import image_stage_loader
-from .modeling import CLIP_ARCH_KEY
 from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
 from .presets import stages_to_run
+from .rng import (
+    capture_rng_state,
+    deterministic_algorithms,
+    gather_rng_states,
+    restore_rank_rng_state,
+    restore_rng_state,
+    seed_global_rngs,
+)
 from .stages import (
     ImageStageLoss,
     ImageStep,
@@ -154,7 +152,7 @@ class Trainer:
                 self._run_stage(stage, state if state is not None and stage == state["stage"] else None)
                 state = None
         if self.dist.is_main:
-            save_checkpoint(self._final_state(), self.final_path)
+            save_checkpoint(final_checkpoint(self.model, config_to_dict(self.cfg)), self.final_path)
             logger.info("training finished; final model: %s", self.final_path)
         barrier()
         self.metrics.close()
@@ -362,31 +360,20 @@ class Trainer:
     def _save(self, stage: int, epoch: int, optimizer, scheduler, scaler) -> None:
         rng_ranks = gather_rng_states(self.generators, self.dist)  # every rank's streams, for an exact DDP resume
         if self.dist.is_main:
-            state = {
-                "stage": stage,
-                "epoch": epoch,
-                "model": self.model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng_ranks": rng_ranks,
-                "text_banks": {m: t.cpu() for m, t in (self.text_banks or {}).items()},
-                "sampler": {"seed": self.cfg.runtime.seed, "next_epoch": epoch} if stage == 3 else {},
-                "config": config_to_dict(self.cfg),
-                "num_classes": int(self.model.num_classes),
-                CLIP_ARCH_KEY: getattr(self.model, "clip_arch", None),
-            }
+            state = training_checkpoint(
+                self.model,
+                config_to_dict(self.cfg),
+                stage=stage,
+                epoch=epoch,
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(),
+                rng_ranks=rng_ranks,
+                text_banks={m: t.cpu() for m, t in (self.text_banks or {}).items()},
+                sampler={"seed": self.cfg.runtime.seed, "next_epoch": epoch} if stage == 3 else {},
+            )
             save_checkpoint(state, self.checkpoint_path)
         barrier()
-
-    def _final_state(self) -> dict[str, Any]:
-        return {
-            "stage": "final",
-            "model": self.model.state_dict(),
-            "config": config_to_dict(self.cfg),
-            "num_classes": int(self.model.num_classes),
-            CLIP_ARCH_KEY: getattr(self.model, "clip_arch", None),  # lets load_trained_model skip the CLIP file
-        }
 
 
 def _fmt(values: Mapping[str, Any]) -> str:

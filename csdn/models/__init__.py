@@ -7,7 +7,6 @@ from .heads import BNNeck as BNNeck
 from .heads import BNNeckOutput as BNNeckOutput
 from .heads import GeM as GeM
 from .heads import HSEHead as HSEHead
-from .image_encoder import MODALITIES as MODALITIES
 from .image_encoder import EncodedImage as EncodedImage
 from .image_encoder import ResNetStem as ResNetStem
 from .image_encoder import TwoStreamEncoder as TwoStreamEncoder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +13,9 @@ from torch import nn
 
 import csdn.clip as clip_pkg
 
+from .._modality import MODALITIES, check_modality
 from .heads import BNNeck, GeM, HSEHead
-from .image_encoder import MODALITIES, TwoStreamEncoder, build_image_encoder, check_modality
+from .image_encoder import TwoStreamEncoder, build_image_encoder
 from .integrator import build_integrator
 from .prompts import DEFAULT_TEMPLATE, ModalityPromptLearner
 from .text_encoder import TextEncoder
@@ -77,6 +78,9 @@ class CSDN(nn.Module):
         head_global: BN-neck classifier on ``f_g`` (default ``BNNeck(encoder.global_dim, C)``).
         head_proj: BN-neck classifier on ``f_p`` (default ``BNNeck(encoder.proj_dim, C)``).
         hse: HSE head (default ``HSEHead(C, encoder.proj_dim)``).
+        clip_arch: The CLIP constructor arguments the components were built from (plain values; stored in
+            checkpoints so the model can be rebuilt without the CLIP file, see :mod:`csdn.models.checkpoint`);
+            ``None`` when unknown.
     """
 
     def __init__(
@@ -89,12 +93,14 @@ class CSDN(nn.Module):
         head_global: nn.Module | None = None,
         head_proj: nn.Module | None = None,
         hse: nn.Module | None = None,
+        clip_arch: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         keys = sorted(prompt_learners)
         if keys not in (sorted(MODALITIES), ["shared"]):
             raise ValueError(f"prompt_learners must have keys {list(MODALITIES)} or ['shared'], got {keys}")
         self.num_classes = int(num_classes)
+        self.clip_arch: dict[str, Any] | None = None if clip_arch is None else dict(clip_arch)
         self.image_encoder = image_encoder
         self.prompt_learners = nn.ModuleDict(dict(prompt_learners))
         self.text_encoder = text_encoder
@@ -122,6 +128,7 @@ class CSDN(nn.Module):
         device: str | torch.device = "cpu",
         download_root: str | None = None,
         generator: torch.Generator | None = None,
+        clip_arch: Mapping[str, Any] | None = None,
     ) -> CSDN:
         """Build CSDN from a CLIP model, checkpoint name/path or OpenAI-keyed state dict.
 
@@ -142,6 +149,8 @@ class CSDN(nn.Module):
             device: Device of the returned model.
             download_root: Cache directory for ``csdn.clip.load``.
             generator: RNG for the prompt-context initialisation (heads use torch's default initialisation).
+            clip_arch: The CLIP architecture record kept as :attr:`clip_arch` (see
+                :func:`csdn.models.factory.clip_architecture`).
 
         Returns:
             The model in train mode on ``device``; the CLIP token embedding and logit scale are not kept.
@@ -162,6 +171,7 @@ class CSDN(nn.Module):
             TextEncoder(clip_model),
             integrator,
             num_classes,
+            clip_arch=clip_arch,
         )
         return model.to(device).train()
 

@@ -34,8 +34,8 @@ from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TrainSplit
 from ..data.transforms import build_test_transform
 from ..models.checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
+from ..models.factory import resolve_ablation
 from .config import DataConfig, TrainConfig
-from .presets import stages_to_run
 
 __all__ = [
     "FeatureBank",
@@ -265,5 +265,5 @@ class StageFeatureBanks:
 
     def end_stage(self, stage: int) -> None:
         """Release :attr:`bank` after ``stage`` unless a later stage reuses it (stage 1's eval-mode bank, stage 2)."""
-        if stage == 2 or 2 not in stages_to_run(self.cfg) or self.cfg.quirks.bn_train_extraction:
+        if stage == 2 or 2 not in resolve_ablation(self.cfg.model).stages or self.cfg.quirks.bn_train_extraction:
             self.bank = None

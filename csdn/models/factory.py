@@ -19,7 +19,16 @@ from ..clip import CLIP, available_models, download, infer_config, read_state_di
 from ..clip.pretrained import model_url
 from .csdn import CSDN
 
-__all__ = ["ModelConfig", "model_config_from_dict", "clip_state_dict", "clip_architecture", "csdn_from_config"]
+__all__ = [
+    "ModelConfig",
+    "ABLATIONS",
+    "Ablation",
+    "resolve_ablation",
+    "model_config_from_dict",
+    "clip_state_dict",
+    "clip_architecture",
+    "csdn_from_config",
+]
 
 
 @dataclass
@@ -37,6 +46,44 @@ class ModelConfig:
     integrator_dropout: float = 0.1  # dropout inside the semantic integrator's q/k/v projections
     gem_p: float = 3.0  # initial (learnable) exponent of GeM pooling
     gem_eps: float = 1e-6  # clamp value inside GeM pooling
+
+
+#: The paper's ablations by name: the ``model`` settings each one switches (see :func:`resolve_ablation`).
+ABLATIONS: dict[str, dict[str, str]] = {
+    "csdn": {"variant": "csdn", "integrator": "attention"},  # the full model
+    "csdn_add": {"variant": "csdn", "integrator": "add"},  # fused text = t_vis + t_ir, nothing to learn in stage 2
+    "csdn_none": {"variant": "csdn", "integrator": "none"},  # each modality aligned with its own prompts
+    "clip_vireid": {"variant": "clip_vireid", "integrator": "none"},  # one shared prompt learner, no fusion
+    "baseline": {"variant": "baseline", "integrator": "none"},  # image side only: ID + WRT + MSEL
+}
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """What a ``model`` configuration's ``variant``/``integrator`` mean for the model and its training.
+
+    Attributes:
+        stages: The training stages that run, in order (1: prompts, 2: integrator, 3: image side).
+        shared_prompts: One prompt learner for both modalities.
+        integrator: The text fusion the model is built with (``"none"``: no fusion).
+        use_text: Stage 3 scores against identity text features (the HSE terms).
+    """
+
+    stages: tuple[int, ...]
+    shared_prompts: bool
+    integrator: str
+    use_text: bool
+
+
+def resolve_ablation(model: ModelConfig) -> Ablation:
+    """The one interpretation of ``model.variant``/``model.integrator``: stages and model settings.
+
+    The baseline has no text side (stage 3 only); only the learnable ``attention`` integrator has a stage 2.
+    """
+    use_text = model.variant != "baseline"
+    integrator = model.integrator if model.variant == "csdn" else "none"
+    stages = (1, 2, 3) if integrator == "attention" else (1, 3) if use_text else (3,)
+    return Ablation(stages, model.variant == "clip_vireid", integrator, use_text)
 
 
 def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
@@ -134,6 +181,7 @@ def csdn_from_config(
         source: Any = state
     else:
         source = clip
+    ablation = resolve_ablation(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return CSDN.from_clip(
@@ -146,8 +194,8 @@ def csdn_from_config(
             gem_eps=model.gem_eps,
             n_ctx=model.n_ctx,
             template=model.template,
-            shared_prompts=model.variant == "clip_vireid",
-            integrator=model.integrator if model.variant == "csdn" else "none",
+            shared_prompts=ablation.shared_prompts,
+            integrator=ablation.integrator,
             integrator_dropout=model.integrator_dropout,
             device=device,
             generator=torch.Generator().manual_seed(seed),

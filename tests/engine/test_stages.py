@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from csdn.engine.config import ImageStageConfig
-from csdn.engine.stages import ImageStageLoss
+from csdn.engine.objectives import ImageStageLoss
 from csdn.losses import ModalitySeparationLoss, WeightedRegularizedTriplet
 from csdn.models import ImageFeatures
 

@@ -3,7 +3,7 @@
 Stage-3 training (8 ids x 4 images per modality -> 64 visible + 32 infrared images per step)::
 
     train = reader.train
-    sampler = CrossModalityIdentitySampler.from_split(train, num_ids=8, num_instances=4, seed=0)
+    sampler = CrossModalityIdentitySampler.from_split(train, num_ids=8, num_pos=4, seed=0)
     loader = DataLoader(CrossModalityDataset(train, build_train_transforms()), sampler=sampler,
                         batch_size=sampler.batch_size, num_workers=4)
     for epoch in range(epochs):

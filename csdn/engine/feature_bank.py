@@ -40,7 +40,7 @@ from .config import DataConfig, TrainConfig
 __all__ = [
     "FeatureBank",
     "StageFeatureBanks",
-    "extract_features",
+    "extract_clip_features",
     "extract_feature_bank",
     "sampled_bank_split",
     "save_feature_bank",
@@ -69,7 +69,7 @@ class FeatureBank(NamedTuple):
 
 
 @torch.no_grad()
-def extract_features(
+def extract_clip_features(
     model: nn.Module,
     samples: list[Sample],
     modality: str,
@@ -128,10 +128,10 @@ def extract_features(
 def extract_feature_bank(
     model: nn.Module, train: TrainSplit, data: DataConfig, device: torch.device, **kwargs
 ) -> FeatureBank:
-    """:func:`extract_features` for both modalities of ``train`` (keyword arguments are passed on)."""
+    """:func:`extract_clip_features` for both modalities of ``train`` (keyword arguments are passed on)."""
     logger.info("extracting frozen image features: %d visible, %d infrared", len(train.visible), len(train.infrared))
-    visible = extract_features(model, train.visible, "visible", data, device, **kwargs)
-    infrared = extract_features(model, train.infrared, "infrared", data, device, **kwargs)
+    visible = extract_clip_features(model, train.visible, "visible", data, device, **kwargs)
+    infrared = extract_clip_features(model, train.infrared, "infrared", data, device, **kwargs)
     return FeatureBank(
         visible,
         torch.tensor([s.label for s in train.visible], dtype=torch.long),

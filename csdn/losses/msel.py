@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .._modality import MODALITIES
-from .distance import check_paired_features, pairwise_euclidean
+from .pairwise import check_paired_features, pairwise_euclidean
 
 __all__ = ["ModalitySeparationLoss"]
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import csdn.clip as clip_pkg
+from csdn.clip.pretrained import model_url
 
 from .._modality import MODALITIES, check_modality
 from .heads import BNNeck, GeM, HSEHead
@@ -313,17 +314,31 @@ class CSDN(nn.Module):
         return groups
 
 
+def read_clip_weights(
+    name_or_path: str | os.PathLike, download_root: str | os.PathLike | None = None, argument: str = "clip"
+) -> dict[str, torch.Tensor]:
+    """The CLIP state dict an official model name (downloaded, SHA-256 verified) or a local file names.
+
+    The one name-or-path resolution of the models layer (``CSDN.from_clip`` and ``ModelConfig.clip``).
+
+    Raises:
+        FileNotFoundError: naming ``argument`` if ``name_or_path`` is neither an available model nor a file.
+    """
+    name = str(name_or_path)
+    if name in clip_pkg.available_models():
+        return clip_pkg.read_state_dict(clip_pkg.download(model_url(name), download_root))
+    if not os.path.isfile(name_or_path):
+        raise FileNotFoundError(
+            f"{argument}={name!r} not found: it is neither an available CLIP model {clip_pkg.available_models()} "
+            "nor an existing CLIP checkpoint file"
+        )
+    return clip_pkg.read_state_dict(name_or_path)
+
+
 def _as_clip(clip, image_size, last_stride, download_root) -> nn.Module:
     """Return a CLIP model for ``from_clip``: as given, or built from a state dict / local file / model name."""
     if isinstance(clip, nn.Module):
         return clip
-    if isinstance(clip, Mapping):
-        state = clip
-    elif str(clip) not in clip_pkg.available_models() and os.path.isfile(clip):
-        state = clip_pkg.read_state_dict(clip)
-    else:  # an official name (downloaded, verified) or a path that does not exist (load explains)
-        stride = None if str(clip).startswith("ViT") else last_stride
-        model, _ = clip_pkg.load(clip, download_root=download_root, image_size=image_size, last_stride=stride)
-        return model
+    state = clip if isinstance(clip, Mapping) else read_clip_weights(clip, download_root)
     stride = None if "visual.proj" in state else last_stride
     return clip_pkg.build_model(state, image_size=image_size, last_stride=stride)

@@ -8,16 +8,14 @@ it lives here because rebuilding a trained model for inference needs it and must
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import torch
 
-from ..clip import CLIP, available_models, download, infer_config, read_state_dict, tiny_state_dict
-from ..clip.pretrained import model_url
-from .csdn import CSDN
+from ..clip import CLIP, infer_config, tiny_state_dict
+from .csdn import CSDN, read_clip_weights
 
 __all__ = [
     "ModelConfig",
@@ -105,14 +103,7 @@ def clip_state_dict(model: ModelConfig) -> Mapping[str, torch.Tensor]:
         if arch not in ("RN", "ViT"):
             raise ValueError(f"model.clip={name!r} is invalid: the tiny CLIPs are 'tiny-RN' and 'tiny-ViT'")
         return tiny_state_dict(arch, seed=model.clip_seed)
-    if name in available_models():
-        return read_state_dict(download(model_url(name)))
-    if not os.path.isfile(name):
-        raise FileNotFoundError(
-            f"model.clip={name!r} is neither an available CLIP model {available_models()} nor an existing "
-            "CLIP checkpoint file"
-        )
-    return read_state_dict(name)
+    return read_clip_weights(name, argument="model.clip")
 
 
 def clip_architecture(

@@ -1,4 +1,5 @@
-"""Training engine: configuration, optimisers, checkpoints, distributed helpers and the three-stage trainer."""
+"""Training engine: configuration, presets, optimisers, RNG state, distributed helpers, the stage objects and the
+three-stage trainer (checkpoint files: :mod:`csdn.models.checkpoint`)."""
 
 from ..models.checkpoint import load_checkpoint as load_checkpoint
 from ..models.checkpoint import save_checkpoint as save_checkpoint

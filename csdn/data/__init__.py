@@ -2,20 +2,20 @@
 synthetic look-alike datasets, channel augmentations, the cross-modality identity sampler and DataLoader datasets.
 """
 
-from .._modality import Modality as Modality
 from .base import VIReIDDataset as VIReIDDataset
-from .images import load_image as load_image
 from .llcm import LLCM as LLCM
 from .loaders import CachedImageLoader as CachedImageLoader
 from .loaders import CrossModalityDataset as CrossModalityDataset
 from .loaders import ImageDataset as ImageDataset
 from .loaders import PairedSample as PairedSample
 from .loaders import concat_views as concat_views
+from .loaders import load_image as load_image
 from .regdb import RegDB as RegDB
 from .registry import DATASETS as DATASETS
 from .registry import detect_dataset as detect_dataset
 from .registry import open_dataset as open_dataset
 from .samplers import CrossModalityIdentitySampler as CrossModalityIdentitySampler
+from .samples import Modality as Modality
 from .samples import Sample as Sample
 from .samples import TestSplit as TestSplit
 from .samples import TrainSplit as TrainSplit

@@ -29,7 +29,7 @@ class CrossModalityIdentitySampler(Sampler[tuple[int, int]]):
     """Yields ``(visible_index, infrared_index)`` pairs, ``P * K`` per batch, both of the same identity.
 
     Each batch draws ``P = num_ids`` identities without replacement (among those with images in both
-    modalities), then ``K = num_pos`` visible and ``K`` infrared indices per identity *with* replacement,
+    modalities), then ``K = num_instances`` visible and ``K`` infrared indices per identity *with* replacement,
     like the official ``IdentitySampler``. Pair ``i`` of a batch holds the visible and infrared images of the
     same identity, so the visible and infrared halves of a batch have identical label sequences. An epoch has
     ``max(n_visible, n_infrared) // (P * K) + 1`` global batches, as the official sampler produces.
@@ -44,7 +44,7 @@ class CrossModalityIdentitySampler(Sampler[tuple[int, int]]):
         visible_labels: training label of each visible sample.
         infrared_labels: training label of each infrared sample.
         num_ids: ``P``, identities per batch.
-        num_pos: ``K``, images per identity and modality.
+        num_instances: ``K``, images per identity and modality.
         seed: base seed shared by all ranks.
         num_replicas: number of distributed processes.
         rank: this process's rank in ``0..num_replicas-1``.
@@ -55,14 +55,14 @@ class CrossModalityIdentitySampler(Sampler[tuple[int, int]]):
         visible_labels: Sequence[int],
         infrared_labels: Sequence[int],
         num_ids: int = 8,
-        num_pos: int = 4,
+        num_instances: int = 4,
         *,
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
     ) -> None:
         self.num_ids = _positive_int(num_ids, "num_ids")
-        self.num_pos = _positive_int(num_pos, "num_pos")
+        self.num_instances = _positive_int(num_instances, "num_instances")
         self.num_replicas = _positive_int(num_replicas, "num_replicas")
         self.rank = _positive_int(rank, "rank", minimum=0)
         if self.rank >= self.num_replicas:
@@ -82,15 +82,17 @@ class CrossModalityIdentitySampler(Sampler[tuple[int, int]]):
 
     @classmethod
     def from_split(
-        cls, train: TrainSplit, num_ids: int = 8, num_pos: int = 4, **kwargs
+        cls, train: TrainSplit, num_ids: int = 8, num_instances: int = 4, **kwargs
     ) -> CrossModalityIdentitySampler:
         """Build the sampler for a reader's :class:`TrainSplit` (indices refer to ``train.visible/infrared``)."""
-        return cls([s.label for s in train.visible], [s.label for s in train.infrared], num_ids, num_pos, **kwargs)
+        return cls(
+            [s.label for s in train.visible], [s.label for s in train.infrared], num_ids, num_instances, **kwargs
+        )
 
     @property
     def batch_size(self) -> int:
         """Pairs per batch, ``P * K``."""
-        return self.num_ids * self.num_pos
+        return self.num_ids * self.num_instances
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's draws (same on every rank)."""
@@ -101,8 +103,8 @@ class CrossModalityIdentitySampler(Sampler[tuple[int, int]]):
         rng = np.random.default_rng([self.seed, self.epoch])
         for b in range(self.batches_per_rank * self.num_replicas):
             ids = rng.choice(self.labels, self.num_ids, replace=False)
-            vis = np.concatenate([rng.choice(self._visible[int(i)], self.num_pos) for i in ids])
-            ir = np.concatenate([rng.choice(self._infrared[int(i)], self.num_pos) for i in ids])
+            vis = np.concatenate([rng.choice(self._visible[int(i)], self.num_instances) for i in ids])
+            ir = np.concatenate([rng.choice(self._infrared[int(i)], self.num_instances) for i in ids])
             if b % self.num_replicas == self.rank:
                 yield list(zip(vis.tolist(), ir.tolist(), strict=True))
 

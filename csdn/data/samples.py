@@ -56,7 +56,7 @@ class TestSplit:
     Attributes:
         query: query samples with original pids/cams (``label == -1``).
         gallery: gallery samples with original pids/cams.
-        protocol: evaluation rule, one of ``"sysu"``, ``"regdb"``, ``"llcm"``.
+        protocol: evaluation rule, one of ``"sysu"``, ``"regdb"``, ``"llcm"``, ``"market"``.
         query_modality: modality of the queries.
         gallery_modality: modality of the gallery.
         name: human-readable name of the setting, e.g. ``"sysu all-search single-shot"``.

@@ -49,7 +49,7 @@ def test_image_dataset_items(sysu):
 
 def test_paired_loader_gives_two_visible_views_and_aligned_labels(sysu):
     train = sysu.train
-    sampler = CrossModalityIdentitySampler.from_split(train, num_ids=2, num_pos=2, seed=0)
+    sampler = CrossModalityIdentitySampler.from_split(train, num_ids=2, num_instances=2, seed=0)
     dataset = CrossModalityDataset(train, build_train_transforms(32, 16, padding=2))
     batches = list(DataLoader(dataset, sampler=sampler, batch_size=sampler.batch_size))
     assert len(batches) == len(sampler) // sampler.batch_size

@@ -16,7 +16,7 @@ def _batches(sampler):
 
 
 def test_batches_hold_p_ids_times_k_aligned_pairs():
-    sampler = CrossModalityIdentitySampler(VIS, IR, num_ids=2, num_pos=3, seed=1)
+    sampler = CrossModalityIdentitySampler(VIS, IR, num_ids=2, num_instances=3, seed=1)
     assert sampler.batch_size == 6
     # official epoch length: max(50, 37) // (2 * 3) + 1 = 9 batches
     assert len(sampler) == 9 * 6 and len(list(sampler)) == 54
@@ -60,7 +60,7 @@ def test_distributed_shards_are_disjoint_and_cover_the_epoch(replicas):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Only 6 identities have images in both modalities"):
         CrossModalityIdentitySampler(VIS, IR, num_ids=7)
-    with pytest.raises(ValueError, match="num_pos must be an integer >= 1"):
-        CrossModalityIdentitySampler(VIS, IR, num_pos=0)
+    with pytest.raises(ValueError, match="num_instances must be an integer >= 1"):
+        CrossModalityIdentitySampler(VIS, IR, num_instances=0)
     with pytest.raises(ValueError, match="rank must be in 0..1"):
         CrossModalityIdentitySampler(VIS, IR, 2, 3, num_replicas=2, rank=2)

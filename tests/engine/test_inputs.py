@@ -32,5 +32,5 @@ def test_non_default_augmentation_and_sampler_settings_reach_the_stage3_loader(s
     assert _only(transforms.infrared, ChannelAdapGray).p == 0.375
     assert not any(isinstance(t, (ChannelExchange, ChannelAdapGray)) for t in transforms.visible.transforms)
     sampler = loader.sampler
-    assert (sampler.num_ids, sampler.num_pos, sampler.seed) == (3, 2, 11)
+    assert (sampler.num_ids, sampler.batch_size, sampler.seed) == (3, 3 * 2, 11)  # P x K
     assert loader.batch_size == 6 and loader.num_workers == 0

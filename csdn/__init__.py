@@ -1,8 +1,9 @@
 """csdn: CLIP-Driven Semantic Discovery Network for visible-infrared person re-identification.
 
-Subpackages, in dependency order (each imports only from those before it):
-``clip`` -> ``data`` -> ``models`` -> ``losses`` -> ``engine`` -> ``evaluation`` -> (``cli``, ``extract``,
-``search``, ``viz``, ``export``). Importing :mod:`csdn` builds nothing and touches no hardware.
+Subpackages, in dependency order (each imports only from those before it): ``clip`` -> ``data`` -> ``models``
+-> ``losses`` -> ``engine`` (training only); ``evaluation`` and ``inference`` sit on ``data``/``models`` and never
+import ``engine``; ``viz``, ``export``, ``report`` and ``cli`` on top (see ``tests/test_layering.py``). Importing
+:mod:`csdn` builds nothing and touches no hardware.
 """
 
 __version__ = "0.1.0"
@@ -11,6 +12,7 @@ from . import clip as clip
 from . import data as data
 from . import engine as engine
 from . import evaluation as evaluation
+from . import inference as inference
 from . import losses as losses
 from . import models as models
 from .data import LLCM as LLCM
@@ -26,8 +28,8 @@ from .evaluation import VIReIDEvaluator as VIReIDEvaluator
 from .evaluation import distance as distance
 from .evaluation import evaluate as evaluate
 from .evaluation import re_ranking as re_ranking
-from .extract import FeatureExtractor as FeatureExtractor
+from .inference import FeatureExtractor as FeatureExtractor
+from .inference import SearchResult as SearchResult
+from .inference import search as search
 from .models import CSDN as CSDN
 from .models import csdn_from_official as csdn_from_official
-from .search import SearchResult as SearchResult
-from .search import search as search

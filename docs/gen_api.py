@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 import typing
 from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1] / "csdn"
 
 MODULES = [
     ("csdn.clip", "OpenAI-compatible CLIP: models, checkpoint loading with verified downloads, tokenizer."),
     ("csdn.data", "Dataset readers with the reference protocols, synthetic datasets, transforms, sampler, loaders."),
     ("csdn.data.synthetic", "Synthetic datasets in the exact public layouts."),
+    ("csdn.data.images", "Images in any common form -> PIL images or model inputs; image folders."),
     ("csdn.models", "CSDN and its components."),
+    ("csdn.models.factory", "Model configuration, the ablation rules, building a CSDN from a configuration."),
+    ("csdn.models.checkpoint", "The checkpoint schema: saving, reading, recognising files; rebuilding models."),
     ("csdn.losses", "Losses: tensors in, scalar out."),
-    ("csdn.engine", "Configuration, presets, optimisers, checkpoints and the three-stage trainer."),
-    ("csdn.engine.modeling", "Build a model from a configuration; rebuild a trained one from its checkpoint."),
+    ("csdn.engine", "Configuration, presets, optimisers, RNG state, the stage objects and the three-stage trainer."),
+    ("csdn.engine.build", "Build a model from a training configuration; rebuild a trained one with its config."),
+    ("csdn.engine.stages", "The training stages as objects."),
     ("csdn.engine.trainer", "The three-stage trainer."),
     ("csdn.evaluation", "Exact metrics, distances and re-ranking, feature extraction, the protocol evaluator."),
-    ("csdn.extract", "Feature extraction for users (also `csdn.FeatureExtractor`)."),
-    ("csdn.search", "Gallery search (also `csdn.search`)."),
+    ("csdn.inference", "Feature extraction, gallery search, loading for inference (`csdn.FeatureExtractor`)."),
     ("csdn.viz", "Plots (extra `viz`)."),
     ("csdn.report", "Evaluation reports: camera matrix, distances and ROC, lowest-AP queries, HTML pages."),
     ("csdn.export", "ONNX export (extra `onnx`)."),
@@ -48,6 +54,10 @@ def _default(value: object) -> str:
     """Repr of a default value; functions and classes by qualified name (their repr holds a memory address)."""
     if inspect.isroutine(value) or inspect.isclass(value):
         return getattr(value, "__qualname__", repr(value))
+    if isinstance(value, os.PathLike):  # a path inside the installed package: shown relative to it, not this machine
+        path = Path(value)
+        if path.is_relative_to(_PACKAGE_DIR):
+            return f"<csdn>/{path.relative_to(_PACKAGE_DIR).as_posix()}"
     return repr(value)
 
 

@@ -41,9 +41,7 @@ from csdn.data import (
     register_dataset,
 )
 from csdn.data.synthetic import make_csv
-from csdn.engine import apply_overrides, get_preset
-from csdn.engine.modeling import build_model
-from csdn.engine.trainer import Trainer
+from csdn.engine import Trainer, apply_overrides, build_csdn, get_preset
 from csdn.evaluation import VIReIDEvaluator
 
 QUICK = [
@@ -150,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     # 3. Train on the registered dataset and evaluate it with its own protocol.
     overrides = [f"runtime.output_dir={out / 'run'}", *(QUICK if args.quick else []), *args.overrides]
     cfg = apply_overrides(cfg, overrides)
-    model = build_model(cfg, folders.train.num_classes)
+    model = build_csdn(cfg, folders.train.num_classes)
     final = Trainer(cfg, model, folders.train).fit()
     report = VIReIDEvaluator(folders, height=cfg.data.height, width=cfg.data.width, num_workers=0).run(model.eval())
     print(report.to_table())

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from csdn.data import open_dataset
 from csdn.data.synthetic import make_sysu
-from csdn.engine import config_to_dict, get_preset, save_checkpoint
+from csdn.engine import build_csdn, config_to_dict, get_preset, load_trained_model, save_checkpoint
 from csdn.engine.distributed import resolve_device
-from csdn.engine.modeling import build_model, load_trained_model
 from csdn.evaluation import VIReIDEvaluator
 
 
@@ -48,7 +47,7 @@ def synthetic_checkpoint(folder: Path) -> tuple[Path, Path]:
     """Write a small synthetic SYSU-MM01 and save an untrained tiny model as a `csdn train` checkpoint."""
     root = make_sysu(folder / "sysu-synthetic", num_train_ids=6, num_val_ids=2, num_test_ids=6, images_per_cam=2)
     cfg = get_preset("demo")
-    model = build_model(cfg, num_classes=8)
+    model = build_csdn(cfg, num_classes=8)
     state = {"model": model.state_dict(), "config": config_to_dict(cfg), "num_classes": 8}
     return Path(root), save_checkpoint(state, folder / "untrained.pt")
 

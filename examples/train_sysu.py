@@ -20,8 +20,7 @@ from pathlib import Path
 
 from csdn.data import SYSUMM01
 from csdn.data.synthetic import make_sysu
-from csdn.engine import apply_overrides, get_preset, save_config
-from csdn.engine.modeling import build_model
+from csdn.engine import apply_overrides, build_csdn, get_preset, save_config
 from csdn.engine.trainer import Trainer
 from csdn.evaluation import VIReIDEvaluator
 
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     save_config(cfg, out / "config.json")  # .yaml works too with PyYAML installed
 
     # 3. Model and trainer. The trainer never imports the evaluator: it receives a callable.
-    model = build_model(cfg, dataset.train.num_classes)
+    model = build_csdn(cfg, dataset.train.num_classes)
     evaluator = VIReIDEvaluator(dataset, height=cfg.data.height, width=cfg.data.width, num_workers=cfg.data.num_workers)
     periodic = evaluator.training_callback() if cfg.runtime.eval_every > 0 else None
     final = Trainer(cfg, model, dataset.train, evaluate=periodic).fit()

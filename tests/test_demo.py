@@ -2,7 +2,7 @@
 
 import torch
 
-from csdn.demo import DEMO_SETTINGS, run_demo
+from csdn.cli.demo import DEMO_SETTINGS, run_demo
 
 
 def test_quick_demo_learns_far_above_chance(tmp_path):

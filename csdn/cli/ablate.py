@@ -1,6 +1,6 @@
 """``csdn ablate``: the paper's ablation study in one command, resumable, under one seed, data and schedule.
 
-Every chosen variant (``csdn.engine.presets.ABLATIONS``; default all five) is trained from the same preset and
+Every chosen variant (``csdn.models.factory.ABLATIONS``; default all five) is trained from the same preset and
 ``--set`` overrides into its own run folder ``OUT/<variant>/``; a variant whose ``checkpoints/final.pt`` exists
 is skipped, one with only ``checkpoints/last.pt`` resumes from it. ``OUT/ablation_plan.json`` records what the
 variants share (dataset, root, seed, schedule: the whole configuration except the ablation switches and the run
@@ -73,7 +73,7 @@ def _engine() -> SimpleNamespace:
         ``load(checkpoint, device) -> (model, cfg)``; ``dist_info()``, ``device(cfg, info)``,
         ``init(device, info)``, ``cleanup()``.
     """
-    from ..engine import Trainer, build_model, config_to_dict, load_checkpoint, load_trained_model
+    from ..engine import Trainer, build_csdn, config_to_dict, load_checkpoint, load_trained_model
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
     from .runs import resolve_train_config
 
@@ -89,7 +89,7 @@ def _engine() -> SimpleNamespace:
         return resolve_train_config(ns)
 
     def train(cfg: Any, dataset: Any, resume: bool, info: Any) -> Path:
-        model = build_model(cfg, dataset.train.num_classes, resolve_device(cfg.runtime.device, info))
+        model = build_csdn(cfg, dataset.train.num_classes, resolve_device(cfg.runtime.device, info))
         return Trainer(cfg, model, dataset.train, dist_info=info).fit(resume=resume)
 
     def load(path: Path, device: Any) -> tuple[Any, Any]:

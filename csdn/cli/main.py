@@ -133,9 +133,9 @@ def _add_demo(sub: Any) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..data import open_dataset
+    from ..engine.build import build_csdn
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
     from ..engine.inputs import holdout_validation
-    from ..engine.modeling import build_model
     from ..engine.trainer import Trainer
     from .reporting import make_evaluator, print_report, validation_callback
     from .runs import resolve_train_config
@@ -152,7 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         train, validation = dataset.train, None
         if cfg.data.val_ids > 0:
             train, validation = holdout_validation(train, cfg.data.val_ids, cfg.runtime.seed)
-        model = build_model(cfg, train.num_classes, device)
+        model = build_csdn(cfg, train.num_classes, device)
         evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
         periodic = None
         if evaluator is not None and cfg.runtime.eval_every > 0:
@@ -172,8 +172,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ..data import open_dataset
+    from ..engine.build import load_trained_model
     from ..engine.distributed import resolve_device
-    from ..engine.modeling import load_trained_model
     from .report_cmd import check_report_option, write_eval_report
     from .reporting import make_evaluator, print_report
 
@@ -203,9 +203,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from ..engine.checkpoint import FEATURES_FORMAT, save_checkpoint
     from ..engine.distributed import resolve_device
-    from ..extract import FeatureExtractor
+    from ..inference import FeatureExtractor
+    from ..models.checkpoint import FEATURES_FORMAT, save_checkpoint
 
     paths = _image_list(args.images)
     extractor = FeatureExtractor(
@@ -227,7 +227,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from .demo import run_demo
 
     if args.threads < 1:
         raise ValueError(f"--threads {args.threads} is invalid: expected a number of threads >= 1")
@@ -244,7 +244,7 @@ def _reader_kwargs(name: str, trial: int) -> dict[str, Any]:
 
 
 def _image_list(spec: str) -> list[str]:
-    from ..extract import list_images
+    from ..data.images import list_images
 
     path = Path(spec)
     if path.is_dir():

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from .base import VIReIDDataset
 from .layout import build_train_split, check_choice, check_image_file, check_trial, require_dir
-from .samples import PROTOCOLS, Modality, Sample, TestSplit, TrainSplit
+from .samples import PROTOCOL_NAMES, Modality, Sample, TestSplit, TrainSplit
 
 __all__ = ["CSVDataset", "COLUMNS"]
 
@@ -75,7 +75,7 @@ class CSVDataset(VIReIDDataset):
 
     def __init__(self, root: str | os.PathLike, protocol: str = "market", verify_images: bool = True) -> None:
         self.root = os.fspath(root)
-        self.protocol = check_choice(protocol, "protocol", PROTOCOLS)
+        self.protocol = check_choice(protocol, "protocol", PROTOCOL_NAMES)
         require_dir(self.root, self.name, "a folder holding train.csv, query.csv and gallery.csv")
         self._rows = {split: read_csv_list(self._file(split), self.root, verify_images) for split in _SPLITS}
         self._check_leak()

@@ -29,6 +29,7 @@ import PIL.Image
 import torch
 from torch.utils.data import Dataset
 
+from .images import load_image
 from .samples import Sample, TrainSplit
 from .transforms import TrainTransforms, build_train_transforms
 
@@ -41,22 +42,6 @@ __all__ = [
     "concat_views",
     "seeded_augmentation",
 ]
-
-
-def load_image(path: str | os.PathLike) -> PIL.Image.Image:
-    """Open an image file as an RGB PIL image (grey/thermal images are replicated to three channels).
-
-    Raises:
-        FileNotFoundError: if the file is missing.
-        ValueError: if the file cannot be decoded, naming it.
-    """
-    try:
-        with PIL.Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Image {path} not found; was the dataset moved after the reader was built?") from None
-    except (OSError, PIL.UnidentifiedImageError) as error:
-        raise ValueError(f"Cannot decode image {path} ({error}); re-extract it from the dataset archive.") from error
 
 
 class CachedImageLoader:

@@ -1,41 +1,16 @@
-"""Plain records shared by every dataset reader: modalities, samples, train and test splits."""
+"""Plain records shared by every dataset reader: samples, train and test splits (modalities: :mod:`csdn._modality`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import NamedTuple
 
-__all__ = ["Modality", "Sample", "TrainSplit", "TestSplit", "PROTOCOLS"]
+from .._modality import Modality
 
-#: Evaluation protocols a :class:`TestSplit` can carry (see ``csdn.evaluation.evaluate``).
-PROTOCOLS = ("sysu", "regdb", "llcm", "market")
+__all__ = ["Modality", "Sample", "TrainSplit", "TestSplit", "PROTOCOL_NAMES"]
 
-
-class Modality(str, Enum):
-    """Imaging modality of a sample. The value is the string used everywhere in the API."""
-
-    VISIBLE = "visible"
-    INFRARED = "infrared"
-
-    @classmethod
-    def parse(cls, value: str | Modality) -> Modality:
-        """Return the modality named by ``value`` (``"visible"`` or ``"infrared"``, case-insensitive).
-
-        Raises:
-            ValueError: if ``value`` names no modality; the message lists the valid values.
-        """
-        if isinstance(value, cls):
-            return value
-        text = str(value).strip().lower()
-        for member in cls:
-            if member.value == text:
-                return member
-        valid = ", ".join(repr(m.value) for m in cls)
-        raise ValueError(f"Unknown modality {value!r}. Valid values are {valid}.")
-
-    def __str__(self) -> str:
-        return self.value
+#: Names of the evaluation protocols a :class:`TestSplit` can carry (their rules: ``csdn.evaluation.protocols``).
+PROTOCOL_NAMES = ("sysu", "regdb", "llcm", "market")
 
 
 class Sample(NamedTuple):

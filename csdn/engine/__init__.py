@@ -1,9 +1,10 @@
-"""Training engine: configuration, optimisers, checkpoints, distributed helpers and the three-stage trainer."""
+"""Training engine: configuration, presets, optimisers, RNG state, distributed helpers, the stage objects and the
+three-stage trainer (checkpoint files: :mod:`csdn.models.checkpoint`)."""
 
-from .checkpoint import capture_rng_state as capture_rng_state
-from .checkpoint import load_checkpoint as load_checkpoint
-from .checkpoint import restore_rng_state as restore_rng_state
-from .checkpoint import save_checkpoint as save_checkpoint
+from ..models.checkpoint import load_checkpoint as load_checkpoint
+from ..models.checkpoint import save_checkpoint as save_checkpoint
+from .build import build_csdn as build_csdn
+from .build import load_trained_model as load_trained_model
 from .config import DataConfig as DataConfig
 from .config import ImageStageConfig as ImageStageConfig
 from .config import ModelConfig as ModelConfig
@@ -18,8 +19,6 @@ from .config import load_config as load_config
 from .config import save_config as save_config
 from .distributed import DistInfo as DistInfo
 from .inputs import holdout_validation as holdout_validation
-from .modeling import build_model as build_model
-from .modeling import load_trained_model as load_trained_model
 from .optim import WarmupCosine as WarmupCosine
 from .optim import WarmupMultiStep as WarmupMultiStep
 from .optim import build_image_stage_optimizer as build_image_stage_optimizer
@@ -28,6 +27,8 @@ from .presets import ABLATIONS as ABLATIONS
 from .presets import PRESETS as PRESETS
 from .presets import apply_ablation as apply_ablation
 from .presets import get_preset as get_preset
+from .rng import capture_rng_state as capture_rng_state
+from .rng import restore_rng_state as restore_rng_state
 from .tracking import MetricsLogger as MetricsLogger
 from .trainer import NonFiniteLossError as NonFiniteLossError
 from .trainer import Trainer as Trainer

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._io import atomic_write_text
+from ..models.factory import ModelConfig
 
 __all__ = [
     "ModelConfig",
@@ -36,23 +37,6 @@ __all__ = [
     "save_config",
     "apply_overrides",
 ]
-
-
-@dataclass
-class ModelConfig:
-    """What to build: the CLIP backbone and the CSDN components on top of it."""
-
-    clip: str = "RN50"  # CLIP name (csdn.clip.available_models()), local checkpoint path, or "tiny-RN"/"tiny-ViT"
-    clip_seed: int = 0  # seed of the random tiny CLIP (only used when clip is "tiny-RN"/"tiny-ViT")
-    last_stride: int = 1  # stride of the ResNet layer4; 1 gives an 18x9 map at 288x144 (official)
-    stem: Literal["official", "clip"] = "official"  # "official": one ReLU after bn3; "clip": ReLU after each bn
-    n_ctx: int = 4  # learnable context tokens per identity in each prompt
-    template: str = "A photo of a X X X X person."  # prompt template with n_ctx "X" placeholders
-    variant: Literal["csdn", "clip_vireid", "baseline"] = "csdn"  # ablation: full model / shared prompts / no text
-    integrator: Literal["attention", "add", "none"] = "attention"  # text fusion: SII attention, t_vis+t_ir, none
-    integrator_dropout: float = 0.1  # dropout inside the semantic integrator's q/k/v projections
-    gem_p: float = 3.0  # initial (learnable) exponent of GeM pooling
-    gem_eps: float = 1e-6  # clamp value inside GeM pooling
 
 
 @dataclass
@@ -381,9 +365,3 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: t
         for key, value in values.items()
         if saved.get(section, {}).get(key) != value
     ]
-
-
-def flat_keys(cfg: TrainConfig | None = None) -> list[str]:
-    """All dotted keys accepted by :func:`apply_overrides` (e.g. ``stage1.lr``)."""
-    data = config_to_dict(cfg if cfg is not None else TrainConfig())
-    return [f"{section}.{name}" for section, values in data.items() for name in values]

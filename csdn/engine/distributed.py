@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
-
-from .checkpoint import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +21,9 @@ __all__ = [
     "dist_info_from_env",
     "init_distributed",
     "resolve_device",
-    "is_main_process",
     "barrier",
     "all_reduce_mean",
     "cleanup_distributed",
-    "gather_rng_states",
-    "restore_rank_rng_state",
 ]
 
 
@@ -113,11 +106,6 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def is_main_process() -> bool:
-    """True unless this is a non-zero rank of an initialised process group."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def barrier() -> None:
     """Synchronise all ranks (no-op without a process group)."""
     if dist.is_available() and dist.is_initialized():
@@ -131,22 +119,3 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     reduced = value.detach().clone()
     dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
     return reduced / dist.get_world_size()
-
-
-def gather_rng_states(generators: Mapping[str, torch.Generator], info: DistInfo) -> list[dict[str, Any]]:
-    """:func:`capture_rng_state` of every rank, in rank order (collective when distributed)."""
-    states: list[Any] = [capture_rng_state(generators)]
-    if info.distributed:
-        states = [None] * info.world_size
-        dist.all_gather_object(states, capture_rng_state(generators))
-    return states
-
-
-def restore_rank_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator], info: DistInfo) -> None:
-    """Restore this rank's entry of ``state["rng_ranks"]`` (rank 0's if the world size changed since the save)."""
-    per_rank = state["rng_ranks"]
-    if len(per_rank) != info.world_size:
-        logger.warning(
-            "checkpoint holds RNG states of %d ranks, not %d: using rank 0's", len(per_rank), info.world_size
-        )
-    restore_rng_state(per_rank[info.rank] if len(per_rank) == info.world_size else per_rank[0], generators)

@@ -33,14 +33,14 @@ from ..data.loaders import ImageDataset
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TrainSplit
 from ..data.transforms import build_test_transform
-from .checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
+from ..models.checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
+from ..models.factory import resolve_ablation
 from .config import DataConfig, TrainConfig
-from .presets import stages_to_run
 
 __all__ = [
     "FeatureBank",
     "StageFeatureBanks",
-    "extract_features",
+    "extract_clip_features",
     "extract_feature_bank",
     "sampled_bank_split",
     "save_feature_bank",
@@ -69,7 +69,7 @@ class FeatureBank(NamedTuple):
 
 
 @torch.no_grad()
-def extract_features(
+def extract_clip_features(
     model: nn.Module,
     samples: list[Sample],
     modality: str,
@@ -128,10 +128,10 @@ def extract_features(
 def extract_feature_bank(
     model: nn.Module, train: TrainSplit, data: DataConfig, device: torch.device, **kwargs
 ) -> FeatureBank:
-    """:func:`extract_features` for both modalities of ``train`` (keyword arguments are passed on)."""
+    """:func:`extract_clip_features` for both modalities of ``train`` (keyword arguments are passed on)."""
     logger.info("extracting frozen image features: %d visible, %d infrared", len(train.visible), len(train.infrared))
-    visible = extract_features(model, train.visible, "visible", data, device, **kwargs)
-    infrared = extract_features(model, train.infrared, "infrared", data, device, **kwargs)
+    visible = extract_clip_features(model, train.visible, "visible", data, device, **kwargs)
+    infrared = extract_clip_features(model, train.infrared, "infrared", data, device, **kwargs)
     return FeatureBank(
         visible,
         torch.tensor([s.label for s in train.visible], dtype=torch.long),
@@ -164,7 +164,7 @@ def sampled_bank_split(train: TrainSplit, num_ids: int, num_pos: int, seed: int,
 
 
 def save_feature_bank(bank: FeatureBank, path: str | os.PathLike) -> None:
-    """Write ``bank`` atomically (CPU tensors, format :data:`~csdn.engine.checkpoint.FEATURES_FORMAT`)."""
+    """Write ``bank`` atomically (CPU tensors, format :data:`~csdn.models.checkpoint.FEATURES_FORMAT`)."""
     save_checkpoint({k: v.cpu() for k, v in bank._asdict().items()}, path, format=FEATURES_FORMAT)
 
 
@@ -265,5 +265,5 @@ class StageFeatureBanks:
 
     def end_stage(self, stage: int) -> None:
         """Release :attr:`bank` after ``stage`` unless a later stage reuses it (stage 1's eval-mode bank, stage 2)."""
-        if stage == 2 or 2 not in stages_to_run(self.cfg) or self.cfg.quirks.bn_train_extraction:
+        if stage == 2 or 2 not in resolve_ablation(self.cfg.model).stages or self.cfg.quirks.bn_train_extraction:
             self.bank = None

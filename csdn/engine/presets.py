@@ -4,7 +4,8 @@ Dataset presets (``sysu``, ``regdb``, ``llcm``) carry the official CSDN hyper-pa
 uses the same values for every dataset; only the reader and protocol change). ``demo`` is a tiny setting that
 trains all three stages on a synthetic SYSU-MM01-layout dataset in a few minutes on a laptop CPU.
 
-Ablations (applied on top of any preset) rerun the paper's ablation study:
+Ablations (applied on top of any preset) rerun the paper's ablation study; their table and the one function that
+interprets them (stages, model settings) live in :mod:`csdn.models.factory` (``ABLATIONS``, ``resolve_ablation``):
 
 ========================  =====================================================================================
 ``csdn``                  the full model (integrator ``attention``); nothing changes
@@ -20,9 +21,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from ..models.factory import ABLATIONS
 from .config import DataConfig, ImageStageConfig, ModelConfig, PromptStageConfig, RuntimeConfig, TrainConfig
 
-__all__ = ["PRESETS", "ABLATIONS", "get_preset", "apply_ablation", "stages_to_run"]
+__all__ = ["PRESETS", "ABLATIONS", "get_preset", "apply_ablation"]
 
 
 def _dataset_preset(dataset: str) -> Callable[[], TrainConfig]:
@@ -52,14 +54,6 @@ PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "demo": _demo,
 }
 
-ABLATIONS: dict[str, dict[str, str]] = {
-    "csdn": {"variant": "csdn", "integrator": "attention"},
-    "csdn_add": {"variant": "csdn", "integrator": "add"},
-    "csdn_none": {"variant": "csdn", "integrator": "none"},
-    "clip_vireid": {"variant": "clip_vireid", "integrator": "none"},
-    "baseline": {"variant": "baseline", "integrator": "none"},
-}
-
 
 def get_preset(name: str) -> TrainConfig:
     """Return a fresh :class:`TrainConfig` for preset ``name``.
@@ -81,12 +75,3 @@ def apply_ablation(cfg: TrainConfig, name: str) -> TrainConfig:
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; valid ablations: {', '.join(ABLATIONS)}")
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **ABLATIONS[name]))
-
-
-def stages_to_run(cfg: TrainConfig) -> tuple[int, ...]:
-    """The stages a configuration trains: the baseline skips 1-2, models without a learnable integrator skip 2."""
-    if cfg.model.variant == "baseline":
-        return (3,)
-    if cfg.model.variant == "clip_vireid" or cfg.model.integrator != "attention":
-        return (1, 3)
-    return (1, 2, 3)

@@ -1,235 +1,246 @@
-"""The computations of the three CSDN training stages, independent of the loop that drives them.
+"""The CSDN training stages as objects: each owns its parameter groups, optimiser and schedule, inputs, batches
+and loss; the trainer (:mod:`csdn.engine.trainer`) runs one epoch loop over them.
 
-* Stage 1 trains the prompt learners: frozen attnpool image features (extracted once per modality) against the
-  text features of their identities' prompts, SupCon image->text + text->image.
-* Stage 2 trains the semantic integrator with the same loss on the fused text features.
-* Stage 3 trains the image side against identity labels and the fixed fused text bank (SPEC §1):
-  ``CE(f_g) + CE(f_p) + MSEL(f_g) + MSEL(f_p) + λ1 (WRT(f_g) + WRT(f_p)) + λ2 HSE(vis view 1) + λ3 HSE(IR)``.
+* :class:`PromptStage` is stages 1 and 2 (prompt learners, then the semantic integrator): SupCon both ways
+  between a frozen image-feature bank and text features; they differ only in the forward module, the batch
+  pairing and their configuration section.
+* :class:`ImageStage` is stage 3: the image side against identity labels and the fixed text banks.
 
-Each stage's forward pass is a small ``nn.Module`` (``PromptStep``, ``IntegratorStep``, ``ImageStep``) around the
-CSDN model, so the same code runs plain or wrapped in ``DistributedDataParallel``.
+:func:`build_stages` turns a configuration into its stages through the one ablation rule
+(:func:`csdn.models.factory.resolve_ablation`), so a new stage is a new class plus one line there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..losses import CrossEntropyLabelSmooth, ModalitySeparationLoss, SupConLoss, WeightedRegularizedTriplet
-from ..models import ImageFeatures
-from .config import ImageStageConfig
+from ..data.loaders import concat_views
+from ..data.samples import TrainSplit
+from ..losses import SupConLoss
+from ..models import CSDN
+from ..models.factory import resolve_ablation
+from .batching import paired_batches, shuffled_batches
+from .config import ImageStageConfig, PromptStageConfig, TrainConfig
+from .distributed import DistInfo
+from .feature_bank import StageFeatureBanks
+from .inputs import image_stage_loader
+from .objectives import ImageStageLoss, ImageStep, IntegratorStep, PromptStep, compute_text_banks, supcon_both_ways
+from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
 
-__all__ = [
-    "VISIBLE",
-    "INFRARED",
-    "paired_batches",
-    "shuffled_batches",
-    "PromptStep",
-    "IntegratorStep",
-    "ImageStep",
-    "ImageStageLoss",
-    "supcon_both_ways",
-    "compute_text_banks",
-]
+__all__ = ["StageContext", "Stage", "PromptStage", "ImageStage", "build_stages"]
 
-VISIBLE, INFRARED = "visible", "infrared"
-
-
-# ------------------------------------------------------------------------------------------------- batch orders
+#: ``(loss, terms)`` of one batch: the scalar to back-propagate and the named terms to log.
+BatchResult = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
-def _shard(batches: list[torch.Tensor], rank: int, world_size: int) -> list[torch.Tensor]:
-    """Give rank ``r`` batches ``r, r + W, ...`` with the same count on every rank (DDP needs equal steps)."""
-    per_rank = len(batches) // world_size
-    return batches[rank : per_rank * world_size : world_size]
+@dataclass
+class StageContext:
+    """What every stage works with: the run's configuration, model, data, device, ranks and random streams."""
+
+    cfg: TrainConfig
+    model: CSDN
+    train: TrainSplit
+    device: torch.device
+    dist: DistInfo
+    generators: Mapping[str, torch.Generator]  # "order": stage-1/2 batch orders; "loader": stage-3 workers
+    feature_banks: StageFeatureBanks
 
 
-def paired_batches(
-    visible_labels: torch.Tensor,
-    infrared_labels: torch.Tensor,
-    batch_size: int,
-    generator: torch.Generator,
-    rank: int = 0,
-    world_size: int = 1,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One stage-1 epoch of identity-aligned (visible index, infrared index) batches.
+class Stage:
+    """One training stage. Subclasses set :attr:`index`, :attr:`name`, :attr:`cfg` and implement the hooks.
 
-    Every item of the larger modality appears once in random order; each is paired with a random item of the
-    other modality with the same label, so batch ``b`` has the same label sequence on both sides (as the
-    official identity-sampled feature bank). Incomplete last batches are dropped.
+    The trainer calls, in order: :meth:`build_optimizer`, :meth:`prepare`, :meth:`step_module`, then per epoch
+    :meth:`batches` and per batch :meth:`compute`, :meth:`checkpoint_state` at every save and :meth:`finish`.
+    """
+
+    index: int  # the stage number in checkpoints and logs (1, 2, 3)
+    name: str  # what it trains, for the logs
+    cfg: PromptStageConfig | ImageStageConfig  # its configuration section
+    evaluates: bool = False  # run the periodic evaluation after its epochs
+    text_banks: dict[str, torch.Tensor] | None = None  # the text banks it scores against, if any
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def epochs(self) -> int:
+        """Epochs the stage trains."""
+        return self.cfg.epochs
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Freeze everything but this stage's parameters; returns them by group name."""
+        return self.ctx.model.freeze_for_stage(self.index)
+
+    def build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        """Optimiser and epoch-based schedule over :meth:`param_groups`."""
+        raise NotImplementedError
+
+    def prepare(self, resume: Mapping[str, Any] | None) -> None:
+        """Set up the stage's inputs; ``resume`` is the mid-stage checkpoint it continues from, if any."""
+        self.ctx.feature_banks.remove_stale_caches(self.index)
+
+    def step_module(self) -> nn.Module:
+        """The forward pass as a module around the model (what DDP wraps)."""
+        raise NotImplementedError
+
+    def batches(self, epoch: int) -> Iterable[Any]:
+        """This rank's batches of ``epoch`` (0-based)."""
+        raise NotImplementedError
+
+    def compute(self, step: nn.Module, batch: Any, autocast: Callable[[], Any]) -> BatchResult:
+        """Forward ``batch`` through ``step`` (under ``autocast()``) and return its loss and terms."""
+        raise NotImplementedError
+
+    def checkpoint_state(self, epochs_done: int) -> dict[str, Any]:
+        """The stage's entries of a training checkpoint (``text_banks``, ``sampler``)."""
+        return {"text_banks": {}, "sampler": {}}
+
+    def finish(self) -> None:
+        """Release what the following stages do not need."""
+        self.ctx.feature_banks.end_stage(self.index)
+
+
+class PromptStage(Stage):
+    """Stage 1 (``paired``: prompt learners on identity-aligned visible/infrared pairs) or stage 2 (integrator on
+    shuffled features of both modalities): SupCon image->text + text->image on the frozen feature bank.
 
     Args:
-        visible_labels: (Nv,) labels of the cached visible features.
-        infrared_labels: (Ni,) labels of the cached infrared features.
-        batch_size: pairs per batch.
-        generator: CPU generator drawing the order and the partners.
-        rank, world_size: this process's share of the batches.
-
-    Returns:
-        List of ``(visible_idx (B,), infrared_idx (B,))`` LongTensors on the CPU.
-    """
-    swap = infrared_labels.numel() > visible_labels.numel()
-    anchor, other = (infrared_labels, visible_labels) if swap else (visible_labels, infrared_labels)
-    anchor, other = anchor.cpu(), other.cpu()
-    order = torch.randperm(anchor.numel(), generator=generator)
-    sorted_other, other_order = torch.sort(other, stable=True)
-    num_classes = int(max(anchor.max(), other.max())) + 1
-    counts = torch.bincount(sorted_other, minlength=num_classes)
-    missing = torch.unique(anchor[counts[anchor] == 0])
-    if missing.numel():
-        raise ValueError(f"labels {missing.tolist()[:5]} have images in only one modality; stage 1 needs both")
-    offsets = torch.cumsum(counts, 0) - counts
-    labels = anchor[order]
-    pick = (torch.rand(labels.numel(), generator=generator) * counts[labels]).long().clamp_max(counts[labels] - 1)
-    partners = other_order[offsets[labels] + pick]
-    pairs = (partners, order) if swap else (order, partners)
-    n = (order.numel() // batch_size) * batch_size
-    vis_batches = list(pairs[0][:n].split(batch_size))
-    ir_batches = list(pairs[1][:n].split(batch_size))
-    index = _shard(list(range(len(vis_batches))), rank, world_size)
-    return [(vis_batches[i], ir_batches[i]) for i in index]
-
-
-def shuffled_batches(
-    num_items: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
-) -> list[torch.Tensor]:
-    """One stage-2 epoch: a random permutation of ``num_items`` cut into full batches (then sharded)."""
-    order = torch.randperm(num_items, generator=generator)
-    n = (num_items // batch_size) * batch_size
-    return _shard(list(order[:n].split(batch_size)), rank, world_size)
-
-
-# ------------------------------------------------------------------------------------------------ forward steps
-
-
-class PromptStep(nn.Module):
-    """Stage-1 forward: text features of the visible and infrared prompts of ``labels``.
-
-    ``forward(visible_labels (B,), infrared_labels (B,)) -> (visible text (B, D), infrared text (B, D))``.
+        ctx: The run's context.
+        index: 1 or 2.
+        name: What the stage trains.
+        cfg: Its configuration section (``stage1``/``stage2``).
+        forward: ``PromptStep`` (two label batches -> two text batches) or ``IntegratorStep`` (labels -> text).
+        paired: Batches are (visible index, infrared index) pairs of one label sequence (stage 1).
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, visible_labels: torch.Tensor, infrared_labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.model.text_features(visible_labels, VISIBLE), self.model.text_features(infrared_labels, INFRARED)
-
-
-class IntegratorStep(nn.Module):
-    """Stage-2 forward: fused text features of ``labels`` (B,) -> (B, D)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        return self.model.fused_text_features(labels)
-
-
-class ImageStep(nn.Module):
-    """Stage-3 forward: both modalities through their stems and the shared trunk in one batch (as official).
-
-    ``forward(visible (2n, 3, H, W), infrared (n, 3, H, W)) -> csdn.models.ImageFeatures`` (visible rows first).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, visible: torch.Tensor, infrared: torch.Tensor) -> ImageFeatures:
-        return self.model.joint_image_features(visible, infrared)
-
-
-# ------------------------------------------------------------------------------------------------------- losses
-
-
-def supcon_both_ways(
-    criterion: SupConLoss, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """Stage-1/2 loss terms: ``{"i2t": SupCon(image, text), "t2i": SupCon(text, image)}`` (float32)."""
-    image, text = image.float(), text.float()
-    return {"i2t": criterion(image, text, labels, labels), "t2i": criterion(text, image, labels, labels)}
-
-
-class ImageStageLoss(nn.Module):
-    """The stage-3 objective of SPEC §1 with every weight taken from :class:`ImageStageConfig`.
-
-    Args:
-        cfg: stage-3 configuration (weights, label smoothing, K for MSEL).
-        use_text: include the two HSE terms (False for the ``baseline`` ablation).
-    """
-
-    def __init__(self, cfg: ImageStageConfig, use_text: bool = True) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.use_text = use_text
-        self.ce = CrossEntropyLabelSmooth(cfg.label_smoothing)
-        self.hse_ce = CrossEntropyLabelSmooth(0.0)
-        self.wrt = WeightedRegularizedTriplet()
-        self.msel = ModalitySeparationLoss(num_pos=cfg.num_pos)
-
-    def forward(
+    def __init__(
         self,
-        out: ImageFeatures,
-        visible_labels: torch.Tensor,
-        infrared_labels: torch.Tensor,
-        text_banks: dict[str, torch.Tensor] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Loss terms (already weighted) and their sum under ``"loss"``.
+        ctx: StageContext,
+        index: int,
+        name: str,
+        cfg: PromptStageConfig,
+        forward: Callable[[nn.Module], nn.Module],
+        paired: bool,
+    ) -> None:
+        super().__init__(ctx)
+        self.index, self.name, self.cfg, self.forward, self.paired = index, name, cfg, forward, paired
+        self.criterion = SupConLoss(cfg.temperature)
 
-        Args:
-            out: features and logits of ``[view 1 (n), view 2 (n), infrared (n)]`` (rows ``3n``).
-            visible_labels: (n,) labels of the visible images (both views share them).
-            infrared_labels: (n,) labels of the infrared images.
-            text_banks: ``{"visible": (C, Dp), "infrared": (C, Dp)}`` identity text features the HSE terms score
-                against (the same fused bank twice for CSDN); required when ``use_text``.
-        """
-        c = self.cfg
-        n = visible_labels.shape[0]
-        labels = torch.cat([visible_labels, visible_labels, infrared_labels])
-        f_g, f_p = out.f_g.float(), out.f_p.float()
-        terms = {
-            "id_g": c.id_weight * self.ce(out.logits_g.float(), labels),
-            "id_p": c.id_weight * self.ce(out.logits_p.float(), labels),
-            "msel_g": c.msel_weight * self.msel(f_g[:n], f_g[2 * n :], visible_labels, infrared_labels),
-            "msel_p": c.msel_weight * self.msel(f_p[:n], f_p[2 * n :], visible_labels, infrared_labels),
-            "wrt_g": c.lambda1 * self.wrt(f_g, labels),
-            "wrt_p": c.lambda1 * self.wrt(f_p, labels),
-        }
-        if self.use_text:
-            if text_banks is None:
-                raise ValueError("text_banks is required when the HSE terms are on (use_text=True)")
-            terms["hse_vis"] = c.lambda2 * self.hse_ce(F.linear(f_p[:n], text_banks[VISIBLE].float()), visible_labels)
-            terms["hse_ir"] = c.lambda3 * self.hse_ce(
-                F.linear(f_p[2 * n :], text_banks[INFRARED].float()), infrared_labels
+    def build_optimizer(self):
+        return build_prompt_stage_optimizer(self.param_groups(), self.cfg)
+
+    def prepare(self, resume: Mapping[str, Any] | None) -> None:
+        super().prepare(resume)
+        self.bank = bank = self.ctx.feature_banks.for_stage(self.index, resuming=resume is not None)
+        if not self.paired:  # one flat list of both modalities' features
+            self.features = torch.cat([bank.visible, bank.infrared])
+            self.labels = torch.cat([bank.visible_labels, bank.infrared_labels])
+
+    def step_module(self) -> nn.Module:
+        return self.forward(self.ctx.model)
+
+    def batches(self, epoch: int) -> list[Any]:
+        gen, shard = self.ctx.generators["order"], (self.ctx.dist.rank, self.ctx.dist.world_size)
+        if not self.paired:
+            return shuffled_batches(self.labels.numel(), self.cfg.batch_size, gen, *shard)
+        if self.ctx.cfg.quirks.sampled_feature_bank:  # official: shuffle the identity-aligned pairs of the bank
+            order = shuffled_batches(self.bank.visible_labels.numel(), self.cfg.batch_size, gen, *shard)
+            return [(b, b) for b in order]
+        return paired_batches(self.bank.visible_labels, self.bank.infrared_labels, self.cfg.batch_size, gen, *shard)
+
+    def compute(self, step: nn.Module, batch: Any, autocast: Callable[[], Any]) -> BatchResult:
+        bank, device = self.bank, self.ctx.device
+        if self.paired:
+            vi, ii = batch
+            lv, li = bank.visible_labels[vi].to(device), bank.infrared_labels[ii].to(device)
+            with autocast():
+                text_v, text_i = step(lv, li)
+            image, text, labels = (
+                torch.cat([bank.visible[vi], bank.infrared[ii]]),
+                torch.cat([text_v, text_i]),
+                torch.cat([lv, li]),
             )
-        terms["loss"] = torch.stack(list(terms.values())).sum()
-        return terms
+        else:
+            labels = self.labels[batch].to(device)
+            with autocast():
+                text = step(labels)
+            image = self.features[batch]
+        terms = supcon_both_ways(self.criterion, image.to(device), text, labels)
+        return terms["i2t"] + terms["t2i"], terms
+
+    def finish(self) -> None:
+        super().finish()
+        self.bank = self.features = self.labels = None
 
 
-# ------------------------------------------------------------------------------------------------ text features
+class ImageStage(Stage):
+    """Stage 3: stems, trunk, attention pool, heads and GeM p against identities and the fixed text banks.
 
-
-@torch.no_grad()
-def compute_text_banks(
-    model: nn.Module, integrator: str, batch_size: int, dropout_active: bool = False
-) -> dict[str, torch.Tensor]:
-    """Identity text features the stage-3 HSE terms score against: one ``(C, D)`` bank per image modality.
-
-    With a fusing integrator (``attention``/``add``) both modalities use the fused bank, which is also stored in
-    the model's HSE head. With ``integrator="none"`` each modality uses its own prompts' features (with shared
-    prompts, as in ``clip_vireid``, the two banks are equal). Text features are computed in eval mode; with
-    ``dropout_active`` the integrator stays in train mode (the official quirk).
+    Args:
+        ctx: The run's context.
+        use_text: Include the HSE terms (their text banks are computed when the stage starts).
+        integrator: The model's text fusion (``"none"``: each modality scores against its own prompts).
     """
-    if integrator != "none":
-        bank = model.refresh_text_bank(batch_size, dropout=dropout_active).float()
-        return {VISIBLE: bank, INFRARED: bank}
-    labels = torch.arange(model.num_classes, device=model.hse.text_bank.device)
-    banks = {
-        m: torch.cat([model.text_features(chunk, m).float() for chunk in labels.split(batch_size)])
-        for m in (VISIBLE, INFRARED)
-    }
-    model.set_text_bank(banks[VISIBLE])
-    return banks
+
+    index, name, evaluates = 3, "image side", True
+
+    def __init__(self, ctx: StageContext, use_text: bool, integrator: str) -> None:
+        super().__init__(ctx)
+        self.cfg, self.use_text, self.integrator = ctx.cfg.stage3, use_text, integrator
+        self.loss = ImageStageLoss(self.cfg, use_text=use_text)
+        self.memory = torch.channels_last if ctx.cfg.runtime.channels_last else torch.contiguous_format
+
+    def build_optimizer(self):
+        return build_image_stage_optimizer(self.param_groups(), self.cfg)
+
+    def prepare(self, resume: Mapping[str, Any] | None) -> None:
+        super().prepare(resume)
+        ctx = self.ctx
+        if self.use_text and resume is not None:
+            self.text_banks = {m: t.to(ctx.device) for m, t in resume["text_banks"].items()}
+        elif self.use_text:
+            self.text_banks = compute_text_banks(
+                ctx.model, self.integrator, ctx.cfg.data.extract_batch_size, ctx.cfg.quirks.dropout_text_bank
+            )
+        self.loader = image_stage_loader(ctx.train, ctx.cfg, ctx.dist, ctx.generators["loader"])
+
+    def step_module(self) -> nn.Module:
+        return ImageStep(self.ctx.model)
+
+    def batches(self, epoch: int) -> Iterable[Any]:
+        self.loader.sampler.set_epoch(epoch)
+        return self.loader
+
+    def compute(self, step: nn.Module, batch: Any, autocast: Callable[[], Any]) -> BatchResult:
+        device = self.ctx.device
+        visible, visible_labels, infrared, ir_labels = concat_views(batch)  # (2n, ...), (2n,), (n, ...), (n,)
+        visible = visible.to(device, memory_format=self.memory, non_blocking=True)
+        infrared = infrared.to(device, memory_format=self.memory, non_blocking=True)
+        vis_labels = visible_labels[: infrared.shape[0]].to(device).long()
+        ir_labels = ir_labels.to(device).long()
+        with autocast():
+            out = step(visible, infrared)
+        terms = self.loss(out, vis_labels, ir_labels, self.text_banks)
+        return terms["loss"], terms
+
+    def checkpoint_state(self, epochs_done: int) -> dict[str, Any]:
+        return {
+            "text_banks": {m: t.cpu() for m, t in (self.text_banks or {}).items()},
+            "sampler": {"seed": self.ctx.cfg.runtime.seed, "next_epoch": epochs_done},
+        }
+
+
+def build_stages(ctx: StageContext) -> list[Stage]:
+    """The stages ``ctx.cfg`` trains, in order (which ones: :func:`csdn.models.factory.resolve_ablation`)."""
+    ablation, cfg = resolve_ablation(ctx.cfg.model), ctx.cfg
+    candidates = [
+        PromptStage(ctx, 1, "prompt learners", cfg.stage1, PromptStep, paired=True),
+        PromptStage(ctx, 2, "semantic integrator", cfg.stage2, IntegratorStep, paired=False),
+        ImageStage(ctx, ablation.use_text, ablation.integrator),
+    ]
+    return [stage for stage in candidates if stage.index in ablation.stages]

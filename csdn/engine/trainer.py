@@ -24,42 +24,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.loaders import concat_views
 from ..data.samples import TrainSplit
-from ..losses import SupConLoss
-from .checkpoint import (
-    capture_rng_state,
-    deterministic_algorithms,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    seed_global_rngs,
-)
+from ..models.checkpoint import final_checkpoint, load_checkpoint, save_checkpoint, training_checkpoint
 from .config import TrainConfig, config_differences, config_to_dict
 from .distributed import (
     DistInfo,
     all_reduce_mean,
     barrier,
     dist_info_from_env,
-    gather_rng_states,
     resolve_device,
-    restore_rank_rng_state,
 )
 from .feature_bank import StageFeatureBanks
-from .inputs import image_stage_loader
-from .modeling import CLIP_ARCH_KEY
-from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
-from .presets import stages_to_run
-from .stages import (
-    ImageStageLoss,
-    ImageStep,
-    IntegratorStep,
-    PromptStep,
-    compute_text_banks,
-    paired_batches,
-    shuffled_batches,
-    supcon_both_ways,
+from .rng import (
+    capture_rng_state,
+    deterministic_algorithms,
+    gather_rng_states,
+    restore_rank_rng_state,
+    restore_rng_state,
+    seed_global_rngs,
 )
+from .stages import Stage, StageContext, build_stages
 from .tracking import EpochMeter, MetricsLogger, progress, write_run_files
 
 __all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback"]
@@ -77,7 +61,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Trainer:
-    """Runs the CSDN stages a configuration asks for (see :func:`csdn.engine.presets.stages_to_run`).
+    """Runs the CSDN stages a configuration asks for (its stage objects, :func:`csdn.engine.stages.build_stages`).
 
     Args:
         cfg: the run configuration.
@@ -120,8 +104,7 @@ class Trainer:
             self.output_dir / "metrics.jsonl" if self.dist.is_main else None,
             self.output_dir / "tensorboard" if cfg.runtime.tensorboard else None,
         )
-        self.text_banks: dict[str, torch.Tensor] | None = None
-        self._feature_banks = StageFeatureBanks(
+        banks = StageFeatureBanks(
             cfg,
             self.model,
             train,
@@ -130,6 +113,14 @@ class Trainer:
             is_main=self.dist.is_main,
             generator=self.generators["order"],
         )
+        #: the stages the configuration trains, in order (see :func:`csdn.engine.stages.build_stages`)
+        self.stages = build_stages(StageContext(cfg, self.model, train, self.device, self.dist, self.generators, banks))
+        self._current: Stage | None = None
+
+    @property
+    def text_banks(self) -> dict[str, torch.Tensor] | None:
+        """The text banks the current (or last) stage scores against (stage 3's HSE banks), if any."""
+        return None if self._current is None else self._current.text_banks
 
     # --------------------------------------------------------------------------------------------- public API
     def fit(self, resume: bool = False) -> Path:
@@ -148,13 +139,13 @@ class Trainer:
         if state is None:
             self._start_fresh()
         with deterministic_algorithms(self.cfg.runtime.deterministic, self.device):
-            for stage in stages_to_run(self.cfg):
-                if state is not None and stage < state["stage"]:
+            for stage in self.stages:
+                if state is not None and stage.index < state["stage"]:
                     continue
-                self._run_stage(stage, state if state is not None and stage == state["stage"] else None)
+                self._run_stage(stage, state if state is not None and stage.index == state["stage"] else None)
                 state = None
         if self.dist.is_main:
-            save_checkpoint(self._final_state(), self.final_path)
+            save_checkpoint(final_checkpoint(self.model, config_to_dict(self.cfg)), self.final_path)
             logger.info("training finished; final model: %s", self.final_path)
         barrier()
         self.metrics.close()
@@ -185,28 +176,23 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         stage, epoch = state["stage"], state["epoch"]
-        if epoch >= self._stage_cfg(stage).epochs:  # the stage was complete: resume at the next one
+        if epoch >= self._stage(stage).epochs:  # the stage was complete: resume at the next one
             restore_rank_rng_state(state, self.generators, self.dist)
-            following = [s for s in stages_to_run(self.cfg) if s > stage]
-            return {"stage": following[0] if following else 4, "epoch": 0, "fresh": True}
+            following = [s.index for s in self.stages if s.index > stage]
+            return {"stage": following[0] if following else stage + 1, "epoch": 0, "fresh": True}
         logger.info("resuming %s at stage %d, epoch %d", self.checkpoint_path, stage, epoch)
         return state
 
-    def _stage_cfg(self, stage: int) -> Any:
-        return {1: self.cfg.stage1, 2: self.cfg.stage2, 3: self.cfg.stage3}[stage]
+    def _stage(self, index: int) -> Stage:
+        return next(stage for stage in self.stages if stage.index == index)
 
     # ---------------------------------------------------------------------------------------------- stages
-    def _run_stage(self, stage: int, resume: dict[str, Any] | None) -> None:
-        cfg = self._stage_cfg(stage)
-        groups = self.model.freeze_for_stage(stage)
-        if stage == 3:
-            optimizer, scheduler = build_image_stage_optimizer(groups, cfg)
-        else:
-            optimizer, scheduler = build_prompt_stage_optimizer(groups, cfg)
+    def _run_stage(self, stage: Stage, resume: dict[str, Any] | None) -> None:
+        optimizer, scheduler = stage.build_optimizer()
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.runtime.amp == "fp16")
         mid_stage = resume is not None and not resume.get("fresh")
-        self._prepare_stage(stage, resume if mid_stage else None)
-        step_module = self._wrap({1: PromptStep, 2: IntegratorStep, 3: ImageStep}[stage](self.model))
+        stage.prepare(resume if mid_stage else None)
+        step_module = self._wrap(stage.step_module())
         start = 0
         if mid_stage:
             optimizer.load_state_dict(resume["optimizer"])
@@ -215,42 +201,27 @@ class Trainer:
             restore_rank_rng_state(resume, self.generators, self.dist)
             start = resume["epoch"]
         params = [p for g in optimizer.param_groups for p in g["params"]]
-        run_epoch = {1: self._stage1_epoch, 2: self._stage2_epoch, 3: self._stage3_epoch}[stage]
-        what = {1: "prompt learners", 2: "semantic integrator", 3: "image side"}[stage]
-        logger.info("stage %d (%s): epochs %d..%d, %d tensors trained", stage, what, start + 1, cfg.epochs, len(params))
-        for epoch in range(start, cfg.epochs):
+        logger.info(
+            "stage %d (%s): epochs %d..%d, %d tensors trained", stage.index, stage.name, start + 1, stage.epochs,
+            len(params),
+        )  # fmt: skip
+        self._current = stage
+        for epoch in range(start, stage.epochs):
             tic = time.perf_counter()
             lrs = [g["lr"] for g in optimizer.param_groups]
             self.model.train()
-            losses = run_epoch(step_module, optimizer, scaler, params, epoch)
+            losses = self._run_epoch(stage, step_module, optimizer, scaler, params, epoch)
             scheduler.step()
             record = {**losses, "lr": lrs[0], "seconds": round(time.perf_counter() - tic, 3)}
-            self.metrics.log(f"stage{stage}/epoch", step=epoch, **record)
-            logger.info("stage %d epoch %d/%d %s", stage, epoch + 1, cfg.epochs, _fmt(record))
-            if (epoch + 1) % self.cfg.runtime.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            self.metrics.log(f"stage{stage.index}/epoch", step=epoch, **record)
+            logger.info("stage %d epoch %d/%d %s", stage.index, epoch + 1, stage.epochs, _fmt(record))
+            if (epoch + 1) % self.cfg.runtime.checkpoint_every == 0 or epoch + 1 == stage.epochs:
                 self._save(stage, epoch + 1, optimizer, scheduler, scaler)
-            if stage == 3:
+            if stage.evaluates:
                 self._maybe_evaluate(epoch)
             for callback in self.callbacks:
-                callback(self, stage, epoch)
-        self._feature_banks.end_stage(stage)
-
-    def _prepare_stage(self, stage: int, resume: dict[str, Any] | None) -> None:
-        """Stage inputs: the frozen image-feature bank (stages 1-2) or the fixed text banks (stage 3)."""
-        self._feature_banks.remove_stale_caches(stage)
-        if stage in (1, 2):
-            self._feature_banks.for_stage(stage, resuming=resume is not None)
-        if stage == 3 and self.cfg.model.variant != "baseline":
-            if resume is not None:
-                self.text_banks = {m: t.to(self.device) for m, t in resume["text_banks"].items()}
-            else:
-                integrator = "none" if self.cfg.model.variant == "clip_vireid" else self.cfg.model.integrator
-                self.text_banks = compute_text_banks(
-                    self.model, integrator, self.cfg.data.extract_batch_size, self.cfg.quirks.dropout_text_bank
-                )
-        if stage == 3:
-            self._loader = image_stage_loader(self.train_split, self.cfg, self.dist, self.generators["loader"])
-            self._stage3_loss = ImageStageLoss(self.cfg.stage3, use_text=self.cfg.model.variant != "baseline")
+                callback(self, stage.index, epoch)
+        stage.finish()
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if not self.dist.distributed:
@@ -263,54 +234,14 @@ class Trainer:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
-    # ------------------------------------------------------------------------------------------ epoch loops
-    def _stage1_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
-        bank, cfg = self._feature_banks.bank, self.cfg.stage1
-        criterion, meter = SupConLoss(cfg.temperature), EpochMeter()
-        gen, shard = self.generators["order"], self._shard()
-        if self.cfg.quirks.sampled_feature_bank:  # official: shuffle the identity-aligned pairs of the bank
-            batches = [(b, b) for b in shuffled_batches(bank.visible_labels.numel(), cfg.batch_size, gen, *shard)]
-        else:
-            batches = paired_batches(bank.visible_labels, bank.infrared_labels, cfg.batch_size, gen, *shard)
-        for i, (vi, ii) in enumerate(self._bar(batches, f"stage 1 epoch {epoch + 1}")):
-            lv, li = bank.visible_labels[vi].to(self.device), bank.infrared_labels[ii].to(self.device)
-            with self._autocast():
-                text_v, text_i = step(lv, li)
-            image = torch.cat([bank.visible[vi], bank.infrared[ii]]).to(self.device)
-            terms = supcon_both_ways(criterion, image, torch.cat([text_v, text_i]), torch.cat([lv, li]))
-            self._step(terms["i2t"] + terms["t2i"], optimizer, scaler, params, (1, epoch, i), terms)
-            meter.update(terms)
-        return meter.means()
-
-    def _stage2_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
-        bank, cfg = self._feature_banks.bank, self.cfg.stage2
-        criterion, meter = SupConLoss(cfg.temperature), EpochMeter()
-        features = torch.cat([bank.visible, bank.infrared])
-        labels = torch.cat([bank.visible_labels, bank.infrared_labels])
-        batches = shuffled_batches(labels.numel(), cfg.batch_size, self.generators["order"], *self._shard())
-        for i, index in enumerate(self._bar(batches, f"stage 2 epoch {epoch + 1}")):
-            lab = labels[index].to(self.device)
-            with self._autocast():
-                text = step(lab)
-            terms = supcon_both_ways(criterion, features[index].to(self.device), text, lab)
-            self._step(terms["i2t"] + terms["t2i"], optimizer, scaler, params, (2, epoch, i), terms)
-            meter.update(terms)
-        return meter.means()
-
-    def _stage3_epoch(self, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
+    # ------------------------------------------------------------------------------------------- epoch loop
+    def _run_epoch(self, stage: Stage, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
+        """One epoch of ``stage``: for each batch, forward + loss (the stage's), then one optimiser step."""
         meter = EpochMeter()
-        self._loader.sampler.set_epoch(epoch)
-        memory = torch.channels_last if self.cfg.runtime.channels_last else torch.contiguous_format
-        for i, batch in enumerate(self._bar(self._loader, f"stage 3 epoch {epoch + 1}")):
-            visible, visible_labels, infrared, ir_labels = concat_views(batch)  # (2n, ...), (2n,), (n, ...), (n,)
-            visible = visible.to(self.device, memory_format=memory, non_blocking=True)
-            infrared = infrared.to(self.device, memory_format=memory, non_blocking=True)
-            vis_labels = visible_labels[: infrared.shape[0]].to(self.device).long()
-            ir_labels = ir_labels.to(self.device).long()
-            with self._autocast():
-                out = step(visible, infrared)
-            terms = self._stage3_loss(out, vis_labels, ir_labels, self.text_banks)
-            self._step(terms["loss"], optimizer, scaler, params, (3, epoch, i), terms)
+        batches = stage.batches(epoch)
+        for i, batch in enumerate(self._bar(batches, f"stage {stage.index} epoch {epoch + 1}")):
+            loss, terms = stage.compute(step, batch, self._autocast)
+            self._step(loss, optimizer, scaler, params, (stage.index, epoch, i), terms)
             meter.update(terms)
         return meter.means()
 
@@ -336,9 +267,6 @@ class Trainer:
         scaler.step(optimizer)
         scaler.update()
 
-    def _shard(self) -> tuple[int, int]:
-        return self.dist.rank, self.dist.world_size
-
     def _bar(self, iterable, desc: str):
         return progress(iterable, enabled=self.cfg.runtime.progress and self.dist.is_main, desc=desc)
 
@@ -359,34 +287,22 @@ class Trainer:
             logger.info("stage 3 epoch %d evaluation: %s", epoch + 1, _fmt(results))
         barrier()
 
-    def _save(self, stage: int, epoch: int, optimizer, scheduler, scaler) -> None:
+    def _save(self, stage: Stage, epoch: int, optimizer, scheduler, scaler) -> None:
         rng_ranks = gather_rng_states(self.generators, self.dist)  # every rank's streams, for an exact DDP resume
         if self.dist.is_main:
-            state = {
-                "stage": stage,
-                "epoch": epoch,
-                "model": self.model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng_ranks": rng_ranks,
-                "text_banks": {m: t.cpu() for m, t in (self.text_banks or {}).items()},
-                "sampler": {"seed": self.cfg.runtime.seed, "next_epoch": epoch} if stage == 3 else {},
-                "config": config_to_dict(self.cfg),
-                "num_classes": int(self.model.num_classes),
-                CLIP_ARCH_KEY: getattr(self.model, "clip_arch", None),
-            }
+            state = training_checkpoint(
+                self.model,
+                config_to_dict(self.cfg),
+                stage=stage.index,
+                epoch=epoch,
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(),
+                rng_ranks=rng_ranks,
+                **stage.checkpoint_state(epoch),
+            )
             save_checkpoint(state, self.checkpoint_path)
         barrier()
-
-    def _final_state(self) -> dict[str, Any]:
-        return {
-            "stage": "final",
-            "model": self.model.state_dict(),
-            "config": config_to_dict(self.cfg),
-            "num_classes": int(self.model.num_classes),
-            CLIP_ARCH_KEY: getattr(self.model, "clip_arch", None),  # lets load_trained_model skip the CLIP file
-        }
 
 
 def _fmt(values: Mapping[str, Any]) -> str:

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data import Modality
 from ..data.loaders import ImageDataset
-from ..data.samples import Modality, Sample
+from ..data.samples import Sample
 from ..data.transforms import build_test_transform
 
 __all__ = ["FLIP_MODES", "encode_images", "extract_features", "model_device"]

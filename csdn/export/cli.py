@@ -62,7 +62,7 @@ def run_export(args: argparse.Namespace) -> int:
         ImportError: when the ``onnx`` extra is not installed (the message names it).
         RuntimeError: when ``--verify`` finds onnxruntime and torch disagree by more than 1e-4.
     """
-    from ..extract import load_model
+    from ..inference import load_model
     from .onnx_export import export_onnx, verify_onnx
 
     model, trained_size = load_model(args.checkpoint, image_size=tuple(args.image_size) if args.image_size else None)

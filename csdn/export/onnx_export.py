@@ -20,10 +20,11 @@ from torch import nn
 
 from .._io import atomic_path
 from .._optional import require
-from ..data.samples import Modality
+from ..data import Modality
+from ..data.images import check_image_size
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..evaluation.features import FLIP_MODES, encode_images, model_device
-from ..extract import check_image_size, load_model
+from ..inference import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def export_onnx(
 
     Args:
         checkpoint_or_model: A ``csdn train`` checkpoint path or a module with ``encode_image(images, modality)``
-            (see :func:`csdn.extract.load_model`). The model is exported on CPU in eval mode; a module's own
+            (see :func:`csdn.inference.load_model`). The model is exported on CPU in eval mode; a module's own
             train/eval mode is restored afterwards.
         out: Destination ``.onnx`` file, written atomically (a failed export leaves no file behind).
         modality: ``"visible"`` or ``"infrared"``: whose stem the graph contains.

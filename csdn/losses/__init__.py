@@ -4,9 +4,9 @@
 (AGW's WRT) and ``ModalitySeparationLoss`` (MSEL) for stage 3.
 """
 
-from .distance import pairwise_euclidean as pairwise_euclidean
 from .identity import CrossEntropyLabelSmooth as CrossEntropyLabelSmooth
 from .msel import ModalitySeparationLoss as ModalitySeparationLoss
+from .pairwise import pairwise_euclidean as pairwise_euclidean
 from .supcon import SupConLoss as SupConLoss
 from .triplet import WeightedRegularizedTriplet as WeightedRegularizedTriplet
 

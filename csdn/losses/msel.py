@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .distance import check_paired_features, pairwise_euclidean
+from .._modality import MODALITIES
+from .pairwise import check_paired_features, pairwise_euclidean
 
 __all__ = ["ModalitySeparationLoss"]
 
@@ -100,7 +101,7 @@ class ModalitySeparationLoss(nn.Module):
             infrared,
             visible_labels,
             infrared_labels,
-            ("visible", "infrared"),
+            MODALITIES,
             label_hint="pass infrared_labels when the two modalities differ",
         )
         if min(visible.shape[0], infrared.shape[0]) < self.num_pos - 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .distance import check_paired_features
+from .pairwise import check_paired_features
 
 __all__ = ["SupConLoss"]
 

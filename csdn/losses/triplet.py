@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distance import pairwise_euclidean
+from .pairwise import pairwise_euclidean
 
 __all__ = ["WeightedRegularizedTriplet"]
 

@@ -1,13 +1,21 @@
-"""CSDN model components: prompt learners, text encoder, semantic integrator, heads, two-stream image encoder."""
+"""CSDN model components (prompt learners, text encoder, semantic integrator, heads, two-stream image encoder),
+building a CSDN from its configuration and the ablation rules (``factory``), and the checkpoint schema
+(``checkpoint``).
+"""
 
+from .checkpoint import checkpoint_kind as checkpoint_kind
+from .checkpoint import load_csdn as load_csdn
 from .csdn import CSDN as CSDN
 from .csdn import STAGES as STAGES
 from .csdn import ImageFeatures as ImageFeatures
+from .factory import ABLATIONS as ABLATIONS
+from .factory import ModelConfig as ModelConfig
+from .factory import csdn_from_config as csdn_from_config
+from .factory import resolve_ablation as resolve_ablation
 from .heads import BNNeck as BNNeck
 from .heads import BNNeckOutput as BNNeckOutput
 from .heads import GeM as GeM
 from .heads import HSEHead as HSEHead
-from .image_encoder import MODALITIES as MODALITIES
 from .image_encoder import EncodedImage as EncodedImage
 from .image_encoder import ResNetStem as ResNetStem
 from .image_encoder import TwoStreamEncoder as TwoStreamEncoder

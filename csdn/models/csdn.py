@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import csdn.clip as clip_pkg
+from csdn.clip.pretrained import model_url
 
+from .._modality import MODALITIES, check_modality
 from .heads import BNNeck, GeM, HSEHead
-from .image_encoder import MODALITIES, TwoStreamEncoder, build_image_encoder, check_modality
+from .image_encoder import TwoStreamEncoder, build_image_encoder
 from .integrator import build_integrator
 from .prompts import DEFAULT_TEMPLATE, ModalityPromptLearner
 from .text_encoder import TextEncoder
@@ -77,6 +79,9 @@ class CSDN(nn.Module):
         head_global: BN-neck classifier on ``f_g`` (default ``BNNeck(encoder.global_dim, C)``).
         head_proj: BN-neck classifier on ``f_p`` (default ``BNNeck(encoder.proj_dim, C)``).
         hse: HSE head (default ``HSEHead(C, encoder.proj_dim)``).
+        clip_arch: The CLIP constructor arguments the components were built from (plain values; stored in
+            checkpoints so the model can be rebuilt without the CLIP file, see :mod:`csdn.models.checkpoint`);
+            ``None`` when unknown.
     """
 
     def __init__(
@@ -89,12 +94,14 @@ class CSDN(nn.Module):
         head_global: nn.Module | None = None,
         head_proj: nn.Module | None = None,
         hse: nn.Module | None = None,
+        clip_arch: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         keys = sorted(prompt_learners)
         if keys not in (sorted(MODALITIES), ["shared"]):
             raise ValueError(f"prompt_learners must have keys {list(MODALITIES)} or ['shared'], got {keys}")
         self.num_classes = int(num_classes)
+        self.clip_arch: dict[str, Any] | None = None if clip_arch is None else dict(clip_arch)
         self.image_encoder = image_encoder
         self.prompt_learners = nn.ModuleDict(dict(prompt_learners))
         self.text_encoder = text_encoder
@@ -122,6 +129,7 @@ class CSDN(nn.Module):
         device: str | torch.device = "cpu",
         download_root: str | None = None,
         generator: torch.Generator | None = None,
+        clip_arch: Mapping[str, Any] | None = None,
     ) -> CSDN:
         """Build CSDN from a CLIP model, checkpoint name/path or OpenAI-keyed state dict.
 
@@ -142,6 +150,8 @@ class CSDN(nn.Module):
             device: Device of the returned model.
             download_root: Cache directory for ``csdn.clip.load``.
             generator: RNG for the prompt-context initialisation (heads use torch's default initialisation).
+            clip_arch: The CLIP architecture record kept as :attr:`clip_arch` (see
+                :func:`csdn.models.factory.clip_architecture`).
 
         Returns:
             The model in train mode on ``device``; the CLIP token embedding and logit scale are not kept.
@@ -162,6 +172,7 @@ class CSDN(nn.Module):
             TextEncoder(clip_model),
             integrator,
             num_classes,
+            clip_arch=clip_arch,
         )
         return model.to(device).train()
 
@@ -303,17 +314,31 @@ class CSDN(nn.Module):
         return groups
 
 
+def read_clip_weights(
+    name_or_path: str | os.PathLike, download_root: str | os.PathLike | None = None, argument: str = "clip"
+) -> dict[str, torch.Tensor]:
+    """The CLIP state dict an official model name (downloaded, SHA-256 verified) or a local file names.
+
+    The one name-or-path resolution of the models layer (``CSDN.from_clip`` and ``ModelConfig.clip``).
+
+    Raises:
+        FileNotFoundError: naming ``argument`` if ``name_or_path`` is neither an available model nor a file.
+    """
+    name = str(name_or_path)
+    if name in clip_pkg.available_models():
+        return clip_pkg.read_state_dict(clip_pkg.download(model_url(name), download_root))
+    if not os.path.isfile(name_or_path):
+        raise FileNotFoundError(
+            f"{argument}={name!r} not found: it is neither an available CLIP model {clip_pkg.available_models()} "
+            "nor an existing CLIP checkpoint file"
+        )
+    return clip_pkg.read_state_dict(name_or_path)
+
+
 def _as_clip(clip, image_size, last_stride, download_root) -> nn.Module:
     """Return a CLIP model for ``from_clip``: as given, or built from a state dict / local file / model name."""
     if isinstance(clip, nn.Module):
         return clip
-    if isinstance(clip, Mapping):
-        state = clip
-    elif str(clip) not in clip_pkg.available_models() and os.path.isfile(clip):
-        state = clip_pkg.read_state_dict(clip)
-    else:  # an official name (downloaded, verified) or a path that does not exist (load explains)
-        stride = None if str(clip).startswith("ViT") else last_stride
-        model, _ = clip_pkg.load(clip, download_root=download_root, image_size=image_size, last_stride=stride)
-        return model
+    state = clip if isinstance(clip, Mapping) else read_clip_weights(clip, download_root)
     stride = None if "visual.proj" in state else last_stride
     return clip_pkg.build_model(state, image_size=image_size, last_stride=stride)

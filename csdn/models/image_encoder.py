@@ -9,31 +9,18 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from csdn.clip import ModifiedResNet, VisionTransformer
-
+from .._modality import MODALITIES, check_modality
+from ..clip import ModifiedResNet, VisionTransformer
 from .heads import GeM
 
 __all__ = [
-    "MODALITIES",
     "EncodedImage",
     "ResNetStem",
     "TwoStreamEncoder",
     "TwoStreamResNet",
     "TwoStreamViT",
     "build_image_encoder",
-    "check_modality",
 ]
-
-#: The two modalities, in the order used for joint batches.
-MODALITIES = ("visible", "infrared")
-
-
-def check_modality(modality: str) -> str:
-    """Return ``modality`` as a plain string (``str`` enums allowed), or raise ValueError naming the choices."""
-    value = getattr(modality, "value", modality)
-    if value not in MODALITIES:
-        raise ValueError(f"Unknown value {modality!r} for argument modality. Valid values are {list(MODALITIES)}")
-    return value
 
 
 class EncodedImage(NamedTuple):

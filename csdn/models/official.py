@@ -32,6 +32,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -41,7 +42,13 @@ from .csdn import CSDN
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OfficialLoadReport", "convert_official_state_dict", "load_official_checkpoint", "csdn_from_official"]
+__all__ = [
+    "OfficialLoadReport",
+    "convert_official_state_dict",
+    "is_official_state_dict",
+    "load_official_checkpoint",
+    "csdn_from_official",
+]
 
 _STEM = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
 _STEMS = (("image_encoder1", "visible"), ("image_encoder2", "infrared"))
@@ -64,6 +71,12 @@ _RULES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"attention_fusion\.embedding_([qkv])\.0\.(weight|bias)"), r"integrator.\1_proj.0.\2"),
     (re.compile(r"attention_fusion\.embedding_common\.0\.(weight|bias)"), r"integrator.out_proj.\1"),
 ]  # fmt: skip
+#: Our keys an official checkpoint must provide (what tells it apart from any other state dict).
+_REQUIRED = (
+    "head_global.classifier.weight",
+    "image_encoder.attnpool.positional_embedding",
+    "text_encoder.ln_final.weight",
+)
 #: Our keys that official checkpoints never contain.
 _NOT_IN_OFFICIAL = ("hse.text_bank", "hse.text_bank_ready")
 
@@ -129,6 +142,14 @@ def convert_official_state_dict(
         else:
             converted[ours] = value
     return converted, unknown
+
+
+def is_official_state_dict(state_dict: Mapping[str, Any]) -> bool:
+    """Whether ``state_dict`` (or its ``"state_dict"`` entry) holds the tensors of an official CSDN checkpoint."""
+    if isinstance(state_dict.get("state_dict"), Mapping):
+        state_dict = state_dict["state_dict"]
+    converted, _ = convert_official_state_dict(state_dict)
+    return all(key in converted for key in _REQUIRED)
 
 
 def _read_checkpoint(checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
@@ -210,12 +231,7 @@ def csdn_from_official(
     """
     state = _read_checkpoint(checkpoint)
     converted, _ = convert_official_state_dict(state)
-    required = [
-        "head_global.classifier.weight",
-        "image_encoder.attnpool.positional_embedding",
-        "text_encoder.ln_final.weight",
-    ]
-    absent = [k for k in required if k not in converted]
+    absent = [k for k in _REQUIRED if k not in converted]
     if absent:
         raise ValueError(f"not an official CSDN checkpoint: no tensors for {absent}")
     clip_state = {}

@@ -13,8 +13,8 @@ import torch
 
 from .._io import atomic_path
 from .._optional import require
+from ..data.images import to_pil_image
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..extract import to_pil_image
 
 __all__ = ["new_figure", "save_figure", "display_image", "denormalize"]
 
@@ -45,7 +45,7 @@ def denormalize(images: torch.Tensor) -> np.ndarray:
 
 
 def display_image(image: Any, size: Sequence[int] | None = None) -> np.ndarray:
-    """An image to show (anything :func:`csdn.extract.to_pil_image` reads) -> ``(H, W, 3)`` uint8 array.
+    """An image to show (anything :func:`csdn.data.images.to_pil_image` reads) -> ``(H, W, 3)`` uint8 array.
 
     Args:
         image: Path, PIL image, HxW / HxWxC array (uint8 or float in [0, 1]) or uint8 (C, H, W) tensor.

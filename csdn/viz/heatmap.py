@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.images import preprocess
 from ..evaluation.features import model_device
-from ..extract import preprocess
 from ._common import denormalize, new_figure, save_figure
 
 __all__ = ["METHODS", "activation_maps", "last_stage", "plot_activation_maps", "plot_heatmaps"]
@@ -71,7 +71,7 @@ def activation_maps(
     Args:
         model: A :class:`csdn.models.CSDN` (anything with ``image_encoder.layer4``/``.transformer``,
             ``image_features`` and ``encode_image``). Run in eval mode; its mode is restored afterwards.
-        images: Model inputs ``(B, 3, H, W)`` (e.g. from :func:`csdn.extract.preprocess`).
+        images: Model inputs ``(B, 3, H, W)`` (e.g. from :func:`csdn.data.images.preprocess`).
         modality: ``"visible"`` or ``"infrared"`` (selects the stem).
         method: One of :data:`METHODS`.
         labels: Grad-CAM target identities ``(B,)`` (training labels of the global classifier); default: each

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.images import preprocess
 from ..evaluation.features import model_device
-from ..extract import preprocess
-from ..search import rank_distances
+from ..inference import rank_distances
 from .curves import plot_cmc
 from .heatmap import activation_maps, plot_heatmaps
 from .projection import plot_modality_projection

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from csdn.engine.config import TrainConfig, apply_overrides, config_to_dict, load_config, save_config
-from csdn.engine.presets import ABLATIONS, apply_ablation, get_preset, stages_to_run
+from csdn.engine.presets import ABLATIONS, apply_ablation, get_preset
+from csdn.models.factory import resolve_ablation
 
 
 def test_defaults_are_the_official_hyper_parameters():
@@ -103,11 +104,15 @@ def test_presets_and_ablations():
     with pytest.raises(ValueError, match="valid presets: sysu, regdb, llcm, demo"):
         get_preset("market")
     assert set(ABLATIONS) == {"csdn", "csdn_add", "csdn_none", "clip_vireid", "baseline"}
-    assert stages_to_run(get_preset("sysu")) == (1, 2, 3)
-    assert stages_to_run(apply_ablation(get_preset("sysu"), "baseline")) == (3,)
-    assert stages_to_run(apply_ablation(get_preset("sysu"), "clip_vireid")) == (1, 3)
-    none = apply_ablation(get_preset("sysu"), "csdn_none")
-    assert none.model.integrator == "none" and stages_to_run(none) == (1, 3)
+    plans = {name: resolve_ablation(apply_ablation(get_preset("sysu"), name).model) for name in ABLATIONS}
+    assert {name: plan.stages for name, plan in plans.items()} == {
+        "csdn": (1, 2, 3), "csdn_add": (1, 3), "csdn_none": (1, 3), "clip_vireid": (1, 3), "baseline": (3,)
+    }  # fmt: skip
+    assert {name: plan.integrator for name, plan in plans.items()} == {
+        "csdn": "attention", "csdn_add": "add", "csdn_none": "none", "clip_vireid": "none", "baseline": "none"
+    }  # fmt: skip
+    assert [name for name, plan in plans.items() if plan.shared_prompts] == ["clip_vireid"]
+    assert [name for name, plan in plans.items() if not plan.use_text] == ["baseline"]
     with pytest.raises(ValueError, match="unknown ablation"):
         apply_ablation(get_preset("sysu"), "nope")
     assert config_to_dict(get_preset("sysu"))["stage3"]["milestones"] == [40, 70]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from csdn.engine import load_checkpoint
+from csdn.engine.batching import paired_batches, shuffled_batches
 from csdn.engine.distributed import DistInfo, dist_info_from_env, resolve_device
-from csdn.engine.stages import paired_batches, shuffled_batches
 
 from .conftest import TINY_OVERRIDES
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from csdn.clip import tiny_state_dict
-from csdn.engine import config_to_dict, load_checkpoint, save_checkpoint
-from csdn.engine.modeling import build_model, load_trained_model
+from csdn.engine import build_csdn, config_to_dict, load_checkpoint, load_trained_model, save_checkpoint
 from csdn.engine.trainer import Trainer
 
 # TINY_CONFIGS["RN"] written out by hand, at the tests' 32x16 input with CSDN's layer4 stride 1
@@ -33,7 +32,7 @@ def test_trained_checkpoint_needs_no_clip_file(tiny_cfg, sysu_train, tmp_path):
     clip_file = tmp_path / "clip_rn.pt"
     torch.save(tiny_state_dict("RN", seed=4), clip_file)
     cfg = tiny_cfg(f"model.clip={clip_file}", "stage1.epochs=1", "stage2.epochs=1", "stage3.epochs=1")
-    trained = build_model(cfg, sysu_train.num_classes)
+    trained = build_csdn(cfg, sysu_train.num_classes)
     final = Trainer(cfg, trained, sysu_train).fit()
     state = load_checkpoint(final)
     assert state["clip_arch"] == TINY_RN_ARCH
@@ -58,7 +57,7 @@ def test_trained_checkpoint_needs_no_clip_file(tiny_cfg, sysu_train, tmp_path):
 
 def test_vit_checkpoint_round_trip_without_weights(tiny_cfg, tmp_path):
     cfg = tiny_cfg("model.clip=tiny-ViT")
-    model = build_model(cfg, 5)
+    model = build_csdn(cfg, 5)
     arch = model.clip_arch
     assert arch["vision_patch_size"] == 16 and arch["vision_layers"] == 2 and "last_stride" not in arch
     state = {"model": model.state_dict(), "config": config_to_dict(cfg), "num_classes": 5, "clip_arch": arch}
@@ -70,7 +69,7 @@ def test_vit_checkpoint_round_trip_without_weights(tiny_cfg, tmp_path):
 
 def test_bad_architecture_record_is_a_clear_error(tiny_cfg, tmp_path):
     cfg = tiny_cfg()
-    model = build_model(cfg, 5)
+    model = build_csdn(cfg, 5)
     state = {"model": model.state_dict(), "config": config_to_dict(cfg), "num_classes": 5}
     save_checkpoint({**state, "clip_arch": {"embed_dim": 32}}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="invalid 'clip_arch' record"):

@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     import torch
     from csdn.data import SYSUMM01
     from csdn.engine import apply_overrides, get_preset
-    from csdn.engine.modeling import build_model
+    from csdn.engine import build_csdn
     from csdn.engine.trainer import Trainer
 
     torch.set_num_threads(1)
@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent(
         if kill == f"timer-{stage}:{epoch}":  # somewhere in the middle of what follows
             threading.Timer(0.15, os.kill, (os.getpid(), signal.SIGKILL)).start()
 
-    Trainer(cfg, build_model(cfg, train.num_classes), train, callbacks=[killer]).fit(resume=resume == "resume")
+    Trainer(cfg, build_csdn(cfg, train.num_classes), train, callbacks=[killer]).fit(resume=resume == "resume")
     """
 )
 

@@ -4,10 +4,9 @@ import math
 import pytest
 import torch
 
-from csdn.engine import apply_ablation, load_checkpoint
+from csdn.engine import apply_ablation, build_csdn, load_checkpoint, load_trained_model
 from csdn.engine.feature_bank import sampled_bank_split
 from csdn.engine.inputs import holdout_validation
-from csdn.engine.modeling import build_model, load_trained_model
 from csdn.engine.trainer import NonFiniteLossError, Trainer
 
 # parameter-name prefixes each stage may change, written out from SPEC §1
@@ -28,7 +27,7 @@ def changed(before, after):
 
 def test_each_stage_updates_only_its_parameters(tiny_cfg, sysu_train):
     cfg = tiny_cfg()
-    model = build_model(cfg, sysu_train.num_classes)
+    model = build_csdn(cfg, sysu_train.num_classes)
     snaps = {0: snapshot(model)}
     last_epoch = {1: cfg.stage1.epochs - 1, 2: cfg.stage2.epochs - 1, 3: cfg.stage3.epochs - 1}
 
@@ -51,7 +50,7 @@ def test_each_stage_updates_only_its_parameters(tiny_cfg, sysu_train):
 
 def test_run_folder_metrics_and_final_model(tiny_cfg, sysu_train):
     cfg = tiny_cfg()
-    final = Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+    final = Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train).fit()
     out = final.parents[1]
     assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.pt").is_file()
     run = json.loads((out / "run.json").read_text())
@@ -67,13 +66,13 @@ def test_run_folder_metrics_and_final_model(tiny_cfg, sysu_train):
 def test_existing_run_needs_resume_and_same_config(tiny_cfg, sysu_train):
     cfg = tiny_cfg("stage3.epochs=1")
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit(resume=True)
-    Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+        Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train).fit(resume=True)
+    Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train).fit()
     with pytest.raises(ValueError, match="already holds a checkpoint"):
-        Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+        Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train).fit()
     other = tiny_cfg("stage3.epochs=1", "stage3.lr=0.5")
     with pytest.raises(ValueError, match=r"different configuration \(stage3.lr"):
-        Trainer(other, build_model(other, sysu_train.num_classes), sysu_train).fit(resume=True)
+        Trainer(other, build_csdn(other, sysu_train.num_classes), sysu_train).fit(resume=True)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg, sysu_train):
@@ -84,7 +83,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg, sysu_tra
             with torch.no_grad():
                 trainer.model.head_proj.classifier.weight.fill_(float("nan"))
 
-    trainer = Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train, callbacks=[poison])
+    trainer = Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train, callbacks=[poison])
     with pytest.raises(NonFiniteLossError, match=r"stage 3 epoch 2 iteration 1: the loss is not finite") as info:
         trainer.fit()
     assert "last good checkpoint" in str(info.value) and "--resume" in str(info.value)
@@ -92,7 +91,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg, sysu_tra
     assert (state["stage"], state["epoch"]) == (3, 1)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     clipped = tiny_cfg("runtime.grad_clip_norm=5.0")  # runtime.* may change when resuming
-    final = Trainer(clipped, build_model(clipped, sysu_train.num_classes), sysu_train).fit(resume=True)
+    final = Trainer(clipped, build_csdn(clipped, sysu_train.num_classes), sysu_train).fit(resume=True)
     assert load_checkpoint(final)["stage"] == "final"
 
 
@@ -108,7 +107,7 @@ def test_periodic_evaluation_does_not_change_training(tiny_cfg, sysu_train):
     results = {}
     for name, evaluate in (("plain", None), ("eval", fake_eval)):
         cfg = tiny_cfg("runtime.eval_every=1", "runtime.eval_trials=2", output=name)
-        model = build_model(cfg, sysu_train.num_classes)
+        model = build_csdn(cfg, sysu_train.num_classes)
         Trainer(cfg, model, sysu_train, evaluate=evaluate).fit()
         results[name] = snapshot(model)
     assert calls == [2, 2, 2]
@@ -129,7 +128,7 @@ def test_amp_and_channels_last_train(tiny_cfg, sysu_train, amp):
         "runtime.channels_last=true",
         "runtime.grad_clip_norm=1.0",
     )
-    Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+    Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train).fit()
     lines = open(cfg.runtime.output_dir + "/metrics.jsonl").read().splitlines()
     assert all(math.isfinite(json.loads(x).get("loss", 0.0)) for x in lines)
 
@@ -156,7 +155,7 @@ def test_holdout_validation_split(sysu_train):
 )  # fmt: skip
 def test_ablations_train_the_right_stages(tiny_cfg, sysu_train, ablation, stages, hse):
     cfg = apply_ablation(tiny_cfg("stage1.epochs=1", "stage3.epochs=1", output=ablation), ablation)
-    model = build_model(cfg, sysu_train.num_classes)
+    model = build_csdn(cfg, sysu_train.num_classes)
     assert ("shared" in model.prompt_learners) == (ablation == "clip_vireid")
     trainer = Trainer(cfg, model, sysu_train)
     trainer.fit()
@@ -174,7 +173,7 @@ def test_ablations_train_the_right_stages(tiny_cfg, sysu_train, ablation, stages
 def test_cuda_training_with_amp_and_channels_last(tiny_cfg, sysu_train):
     extra = ("runtime.device=cuda", "runtime.amp=bf16", "runtime.channels_last=true", "runtime.deterministic=false")
     cfg = tiny_cfg(*extra)
-    model = build_model(cfg, sysu_train.num_classes, "cuda")
+    model = build_csdn(cfg, sysu_train.num_classes, "cuda")
     Trainer(cfg, model, sysu_train).fit()
     assert next(model.parameters()).device.type == "cuda"
     state = load_checkpoint(cfg.runtime.output_dir + "/checkpoints/final.pt")
@@ -188,7 +187,7 @@ def test_official_bn_train_extraction_only_in_stage2_with_stage1_batch_size(tiny
     # of stage1.batch_size images, never of the stage-2 batch size.
     cfg = tiny_cfg("quirks.bn_train_extraction=true", "stage3.epochs=1", "stage1.epochs=1", "stage2.epochs=1")
     assert (cfg.stage1.batch_size, cfg.stage2.batch_size, cfg.data.extract_batch_size) == (8, 16, 256)
-    model = build_model(cfg, sysu_train.num_classes)
+    model = build_csdn(cfg, sysu_train.num_classes)
     calls = []
     original = model.clip_image_features
 
@@ -225,7 +224,7 @@ def test_sampled_bank_split_is_one_official_identity_sampler_epoch(sysu_train):
 
 def test_sampled_feature_bank_gives_the_official_step_counts(tiny_cfg, sysu_train):
     cfg = tiny_cfg("quirks.sampled_feature_bank=true", "stage3.epochs=1")
-    Trainer(cfg, build_model(cfg, sysu_train.num_classes), sysu_train).fit()
+    Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train).fit()
     records = [json.loads(x) for x in open(cfg.runtime.output_dir + "/metrics.jsonl")]
     steps = {e: [r["steps"] for r in records if r["event"] == e] for e in ("stage1/epoch", "stage2/epoch")}
     # bank of M = (N // (P*K) + 1) * P*K pairs (P*K = 4 * 2 here); stage 1 steps over M pairs, stage 2 over 2M features

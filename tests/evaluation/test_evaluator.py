@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from csdn.data import SYSUMM01, build_test_transform, load_image
-from csdn.evaluation import VIReIDEvaluator, evaluate, extract_features
+from csdn.evaluation import VIReIDEvaluator, distance, evaluate, extract_features
 
 
 def _literal_features(model, samples, modality, transform):
@@ -96,15 +96,26 @@ def test_evaluator_matches_independent_computation(tiny_sysu, pooling_model, tmp
 
 
 def test_rerank_option_and_training_callback(tiny_sysu, pooling_model):
-    dataset = SYSUMM01(tiny_sysu)
-    evaluator = VIReIDEvaluator(
-        dataset, settings=[{"mode": "all", "shot": "single"}], transform=build_test_transform(32, 16), rerank=True
-    )
-    report = evaluator.run(pooling_model, trials=2)
-    assert [r.trial for r in report.records] == [0, 1]
-    assert all(0 <= r.mAP <= 1 for r in report.records)
+    """rerank=True scores evaluate(distance(q, g, rerank=True)) on literally computed features, and differs from
+    rerank=False."""
+    dataset, transform = SYSUMM01(tiny_sysu), build_test_transform(32, 16)
+    options = {"settings": [{"mode": "all", "shot": "single"}], "transform": transform, "k1": 4, "k2": 2}
+    reranked = VIReIDEvaluator(dataset, rerank=True, lambda_value=0.0, **options).run(pooling_model, trials=2)
+    plain = VIReIDEvaluator(dataset, rerank=False, **options).run(pooling_model, trials=2)
+    assert [r.trial for r in reranked.records] == [0, 1]
+    for record in reranked.records:
+        split = dataset.test(mode="all", shot="single", trial=record.trial)
+        qf = _literal_features(pooling_model, split.query, "infrared", transform)
+        gf = _literal_features(pooling_model, split.gallery, "visible", transform)
+        dist = distance(qf, gf, metric="cosine", rerank=True, k1=4, k2=2, lambda_value=0.0)
+        res = evaluate(dist, *([s.pid for s in x] for x in (split.query, split.gallery)),
+                       *([s.cam for s in x] for x in (split.query, split.gallery)), protocol="sysu")  # fmt: skip
+        assert (record.mAP, record.rank1, record.mINP) == pytest.approx((res.mAP, res.rank1, res.mINP), abs=1e-6)
+    assert [(r.mAP, r.mINP) for r in reranked.records] != [(r.mAP, r.mINP) for r in plain.records]
+    evaluator = VIReIDEvaluator(dataset, rerank=True, **options)
     scores = evaluator.training_callback()(pooling_model, 1)
     assert set(scores) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
+    assert scores["mAP"] == pytest.approx(evaluator.run(pooling_model, trials=1).records[0].mAP)
 
 
 def test_evaluator_errors(tiny_sysu):

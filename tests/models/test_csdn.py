@@ -149,7 +149,7 @@ def test_vit_clip_and_clip_module_input(vit_state, rn_clip, images):
 
 def test_errors(rn_state, images):
     model = _model(rn_state)
-    with pytest.raises(ValueError, match="Unknown value 'thermal' for argument modality"):
+    with pytest.raises(ValueError, match="Unknown modality 'thermal'"):
         model.text_features(torch.tensor([0]), "thermal")
     with pytest.raises(RuntimeError, match="text bank is not set"):
         model.hse_logits(torch.randn(2, 32))
@@ -201,3 +201,27 @@ def test_rn50_sized_model_gives_the_paper_shapes():
         assert model.image_encoder.forward_features(x, "visible").shape == (2, 2048, 18, 9)
         assert model.encode_image(x, "infrared").shape == (2, 3072)
         assert model.fused_text_features(torch.tensor([0, 394])).shape == (2, 1024)
+
+
+def test_joint_pass_uses_each_modalitys_own_stem(rn_state, images):
+    """Stems with distinct weights: the visible rows match CLIP's visual tower with the visible (CLIP) stem, the
+    infrared rows a CLIP visual tower whose stem comes from another CLIP (an independent expectation)."""
+    from csdn.clip import build_model, tiny_state_dict
+
+    stem_keys = [f"visual.{layer}.{p}" for layer in ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
+                 for p in ("weight", "bias", "running_mean", "running_var")]  # fmt: skip
+    other = tiny_state_dict("RN", seed=7)
+    ir_state = {**rn_state, **{k: other[k] for k in stem_keys if k in other}}
+    model = _model(rn_state, stem_relu="clip").eval()
+    infrared_stem = {k.removeprefix("visual."): v for k, v in ir_state.items() if k in stem_keys}
+    model.image_encoder.stems["infrared"].load_state_dict(infrared_stem, strict=False)
+    vis_clip = build_model(rn_state, image_size=IMAGE_SIZE, last_stride=1).eval()
+    ir_clip = build_model(ir_state, image_size=IMAGE_SIZE, last_stride=1).eval()
+    visible, infrared = images[:3], images[1:]
+    with torch.no_grad():
+        out = model.joint_image_features(visible, infrared)
+        want_vis, want_ir = vis_clip.visual(visible), ir_clip.visual(infrared)
+        same_stem_ir = vis_clip.visual(infrared)
+    torch.testing.assert_close(out.f_p[:3], want_vis, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.f_p[3:], want_ir, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(want_ir, same_stem_ir, atol=1e-3)  # the stems really differ

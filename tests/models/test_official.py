@@ -14,6 +14,7 @@ from torch import nn
 
 from csdn.clip import build_model, tiny_state_dict, tokenize
 from csdn.models import CSDN
+from csdn.models.checkpoint import checkpoint_kind
 from csdn.models.official import convert_official_state_dict, csdn_from_official, load_official_checkpoint
 
 IMAGE_SIZE = (64, 32)
@@ -173,3 +174,87 @@ def test_convert_and_file_errors(tmp_path):
         load_official_checkpoint(None, tmp_path / "nope.pth")
     with pytest.raises(ValueError, match="not an official CSDN checkpoint"):
         csdn_from_official({"module.classifier.GEM.p": torch.ones(1)})
+
+
+# ------------------------------------------------------------------ literal computation from the raw tensors
+
+
+def _bn(x, raw, prefix):
+    """Eval-mode BatchNorm from raw tensors (channel dim 1)."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    mean, var = raw[f"{prefix}.running_mean"].view(shape), raw[f"{prefix}.running_var"].view(shape)
+    return (x - mean) / torch.sqrt(var + 1e-5) * raw[f"{prefix}.weight"].view(shape) + raw[f"{prefix}.bias"].view(shape)
+
+
+def _bottleneck(x, raw, prefix, stride):
+    out = F.relu(_bn(F.conv2d(x, raw[f"{prefix}.conv1.weight"]), raw, f"{prefix}.bn1"))
+    out = F.relu(_bn(F.conv2d(out, raw[f"{prefix}.conv2.weight"], padding=1), raw, f"{prefix}.bn2"))
+    out = F.avg_pool2d(out, stride) if stride > 1 else out
+    out = _bn(F.conv2d(out, raw[f"{prefix}.conv3.weight"]), raw, f"{prefix}.bn3")
+    if f"{prefix}.downsample.0.weight" in raw:
+        x = F.avg_pool2d(x, stride) if stride > 1 else x
+        x = _bn(F.conv2d(x, raw[f"{prefix}.downsample.0.weight"]), raw, f"{prefix}.downsample.1")
+    return F.relu(out + x)
+
+
+def _attnpool(fmap, raw, heads):
+    n, c = fmap.shape[:2]
+    tokens = fmap.flatten(2).permute(0, 2, 1)  # (N, HW, C)
+    tokens = torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1) + raw["attnpool.positional_embedding"]
+    q = tokens[:, :1] @ raw["attnpool.q_proj.weight"].T + raw["attnpool.q_proj.bias"]
+    k = tokens @ raw["attnpool.k_proj.weight"].T + raw["attnpool.k_proj.bias"]
+    v = tokens @ raw["attnpool.v_proj.weight"].T + raw["attnpool.v_proj.bias"]
+    d = c // heads
+    outs = []
+    for h in range(heads):  # one head at a time
+        qh, kh, vh = q[..., h * d : (h + 1) * d], k[..., h * d : (h + 1) * d], v[..., h * d : (h + 1) * d]
+        weights = torch.softmax(qh @ kh.transpose(1, 2) / d**0.5, dim=-1)
+        outs.append(weights @ vh)
+    return (torch.cat(outs, dim=-1) @ raw["attnpool.c_proj.weight"].T + raw["attnpool.c_proj.bias"])[:, 0]
+
+
+def _literal_embedding(raw, x, stem, heads):
+    """The official test embedding computed from the raw (official-named) tensors with torch.nn.functional."""
+    for i, pad_stride in enumerate([(1, 2), (1, 1), (1, 1)]):
+        x = F.conv2d(x, raw[f"{stem}.{2 * i}.weight"], padding=pad_stride[0], stride=pad_stride[1])
+        x = _bn(x, raw, f"{stem}.{2 * i + 1}")
+    x = F.avg_pool2d(F.relu(x), 2)  # the official stem: one ReLU after bn3
+    for layer, stride in enumerate((1, 2, 2, 1)):  # layer4 stride 1 (CSDN)
+        blocks = sorted({int(k.split(".")[2]) for k in raw if k.startswith(f"image_encoder.{layer}.")})
+        for b in blocks:
+            x = _bottleneck(x, raw, f"image_encoder.{layer}.{b}", stride if b == 0 else 1)
+    p = raw["classifier.GEM.p"]
+    gem = x.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+    proj = _attnpool(x, raw, heads)
+    return torch.cat([F.normalize(_bn(gem, raw, "classifier.BN"), dim=1), F.normalize(proj, dim=1)], dim=1)
+
+
+@torch.no_grad()
+def test_official_mapping_against_a_literal_computation_from_the_raw_tensors(official, tmp_path):
+    """Independent of csdn's layers: the embedding of csdn_from_official equals a functional forward pass over the
+    official state dict's own tensors, and the text-side tensors land where their official names say."""
+    raw_wrapped = _DataParallelLike(official).state_dict()
+    raw = {k.removeprefix("module."): v for k, v in raw_wrapped.items()}
+    torch.save(raw_wrapped, tmp_path / "model_120.pth")
+    assert checkpoint_kind(tmp_path / "model_120.pth") == "official"
+    model, report = csdn_from_official(raw_wrapped, image_size=IMAGE_SIZE)
+    assert report.ok, str(report)
+    x = torch.randn(2, 3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(5))
+    heads = official.attnpool.num_heads
+    for stem, modality in (("image_encoder1", "visible"), ("image_encoder2", "infrared")):
+        torch.testing.assert_close(model.encode_image(x, modality), _literal_embedding(raw, x, stem, heads),
+                                   atol=2e-5, rtol=1e-4)  # fmt: skip
+    ours = model.state_dict()
+    for key, value in raw.items():
+        if key.startswith("text_encoder."):
+            assert torch.equal(ours[key], value), key
+    assert torch.equal(model.prompt_learners["visible"].ctx, raw["prompt_learner1.cls_ctx"])
+    assert torch.equal(model.prompt_learners["infrared"].ctx, raw["prompt_learner2.cls_ctx"])
+    t_vis, t_ir = torch.randn(2, 2, 32, generator=torch.Generator().manual_seed(6))
+    model.integrator.eval()
+    hidden = torch.tanh(
+        t_ir @ raw["attention_fusion.embedding_v.0.weight"].T + raw["attention_fusion.embedding_v.0.bias"]
+    )
+    fused = t_vis + hidden @ raw["attention_fusion.embedding_common.0.weight"].T
+    fused = fused + raw["attention_fusion.embedding_common.0.bias"]  # one token per side: attention weight 1
+    torch.testing.assert_close(model.integrator(t_vis, t_ir), fused, atol=1e-5, rtol=1e-4)

@@ -30,17 +30,34 @@ def test_prompt_learner_other_template_and_errors(rn_clip):
         learner(torch.tensor([[1]]))
 
 
-def test_text_encoder_matches_clip_encode_text(rn_clip):
-    """With the context set to the embedding of 'x', the prompt is exactly the tokenised template."""
-    learner = ModalityPromptLearner(rn_clip.token_embedding, 2)
+def _open_clip_text(state_dict, prompts, eot_index):
+    """open_clip's text tower (built from the same OpenAI-keyed weights) on prompt embeddings ``(B, 77, D)``."""
+    open_clip_model = pytest.importorskip("open_clip.model")
+    ref = open_clip_model.build_model_from_openai_state_dict(dict(state_dict), cast_dtype=None).float()
+    ref.load_state_dict(state_dict)  # the builder rounds to fp16: reload the exact fp32 weights
+    ref.eval()
+    x = ref.transformer(prompts + ref.positional_embedding, attn_mask=ref.attn_mask)
+    x = ref.ln_final(x)
+    return x[torch.arange(x.shape[0]), eot_index] @ ref.text_projection, ref
+
+
+@torch.no_grad()
+def test_text_encoder_matches_open_clip_text_tower(rn_state):
+    """Independent expectation: open_clip's text tower on the same weights, for the tokenised template (context set
+    to the embedding of 'x') and for random learned contexts."""
+    clip_model = build_model(rn_state)
+    learner = ModalityPromptLearner(clip_model.token_embedding, 3, generator=torch.Generator().manual_seed(4))
+    encoder = TextEncoder(clip_model).eval()
+    labels = torch.tensor([2, 0, 1])
+    prompts = learner(labels)
+    want, ref = _open_clip_text(rn_state, prompts.embeddings, prompts.eot_index)
+    got = encoder(*prompts)
+    assert got.shape == (3, 32) and encoder.embed_dim == 32 and got.abs().max() > 1e-2
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     x_id = tokenize("X")[0, 1]
-    with torch.no_grad():
-        learner.ctx.copy_(rn_clip.token_embedding.weight[x_id].expand(2, 4, -1))
-    encoder = TextEncoder(rn_clip)
-    got = encoder(*learner(torch.tensor([0, 1])))
-    want = rn_clip.encode_text(tokenize([DEFAULT_TEMPLATE] * 2))
-    assert got.shape == (2, 32) and encoder.embed_dim == 32
-    assert torch.allclose(got, want, atol=1e-5)
+    learner.ctx.copy_(clip_model.token_embedding.weight[x_id].expand(3, 4, -1))
+    template = ref.encode_text(tokenize([DEFAULT_TEMPLATE] * 2))
+    torch.testing.assert_close(encoder(*learner(torch.tensor([0, 1]))), template, atol=1e-5, rtol=1e-4)
 
 
 def test_text_encoder_is_frozen_but_passes_gradients(rn_state):

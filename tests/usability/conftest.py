@@ -24,13 +24,13 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A `csdn train`-format checkpoint of a tiny random CSDN trained at 48x32, and the model it holds (eval)."""
-    from csdn.engine.checkpoint import save_checkpoint
+    from csdn.engine import build_csdn
     from csdn.engine.config import TrainConfig, config_to_dict
-    from csdn.engine.modeling import build_model
+    from csdn.models.checkpoint import save_checkpoint
 
     cfg = TrainConfig()
     cfg.model.clip, cfg.data.height, cfg.data.width = "tiny-RN", 48, 32
-    model = build_model(cfg, num_classes=3)
+    model = build_csdn(cfg, num_classes=3)
     path = tmp_path_factory.mktemp("ckpt") / "final.pt"
     save_checkpoint({"model": model.state_dict(), "config": config_to_dict(cfg), "num_classes": 3}, path)
     return path, model.eval()

@@ -5,7 +5,8 @@ import PIL.Image
 import pytest
 import torch
 
-from csdn.extract import FeatureExtractor, list_images
+from csdn.data.images import list_images
+from csdn.inference import FeatureExtractor
 
 H, W = 64, 32
 
@@ -141,7 +142,7 @@ def test_bad_inputs_are_reported(tiny_model, inputs, error, phrase):
 
 
 def test_folder_input_and_bad_arguments(tiny_model, tmp_path):
-    with pytest.raises(ValueError, match="is a folder; pass csdn.extract.list_images"):
+    with pytest.raises(ValueError, match="is a folder; pass csdn.data.images.list_images"):
         FeatureExtractor(tiny_model, image_size=(H, W))([tmp_path])
     with pytest.raises(ValueError, match="Valid values are|valid values"):
         FeatureExtractor(tiny_model, modality="thermal")

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from csdn.evaluation import re_ranking
-from csdn.search import search
+from csdn.inference import search
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

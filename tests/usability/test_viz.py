@@ -171,8 +171,7 @@ def test_heatmap_overlay_rows_and_shape_check(tiny_model, tmp_path):
 def test_evaluation_report_writes_every_plot(tiny_model, tmp_path):
     from csdn.data import SYSUMM01
     from csdn.data.synthetic import make_sysu
-    from csdn.extract import FeatureExtractor
-    from csdn.search import search
+    from csdn.inference import FeatureExtractor, search
 
     split = SYSUMM01(make_sysu(tmp_path / "sysu", 2, 1, 3, images_per_cam=2)).test(trial=0)
     q = FeatureExtractor(tiny_model, modality="infrared", image_size=(H, W))([s.path for s in split.query])

@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from ..evaluation import distance
+
 __all__ = ["SearchResult", "rank_distances", "search"]
 
 
@@ -73,8 +75,6 @@ def search(
     Raises:
         ValueError: for features that are not ``(N, D)``, different ``D``, or ``topk < 1``.
     """
-    from .evaluation import distance
-
     query_feats = _as_matrix(query_feats, "query_feats")
     gallery_feats = _as_matrix(gallery_feats, "gallery_feats")
     if query_feats.shape[1] != gallery_feats.shape[1]:

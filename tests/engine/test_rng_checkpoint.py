@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from csdn.engine import checkpoint as ckpt
+from csdn.engine import rng
+from csdn.models import checkpoint as ckpt
 
 
 def draws(gen):
@@ -59,22 +60,22 @@ def test_rng_state_survives_a_checkpoint(tmp_path):
     np.random.seed(2)
     torch.manual_seed(3)
     draws(gen)
-    ckpt.save_checkpoint({"rng": ckpt.capture_rng_state({"loader": gen})}, tmp_path / "c.pt")
+    ckpt.save_checkpoint({"rng": rng.capture_rng_state({"loader": gen})}, tmp_path / "c.pt")
     expected = draws(gen)
     draws(gen)
     gen2 = torch.Generator()
-    ckpt.restore_rng_state(ckpt.load_checkpoint(tmp_path / "c.pt")["rng"], {"loader": gen2})
+    rng.restore_rng_state(ckpt.load_checkpoint(tmp_path / "c.pt")["rng"], {"loader": gen2})
     assert draws(gen2) == expected
     with pytest.raises(ValueError, match="no state for generator 'other'"):
-        ckpt.restore_rng_state(ckpt.load_checkpoint(tmp_path / "c.pt")["rng"], {"other": gen2})
+        rng.restore_rng_state(ckpt.load_checkpoint(tmp_path / "c.pt")["rng"], {"other": gen2})
 
 
 def test_deterministic_block_restores_flags_and_checks_cublas(monkeypatch):
     before = torch.are_deterministic_algorithms_enabled()
-    with ckpt.deterministic_algorithms(True, torch.device("cpu")):
+    with rng.deterministic_algorithms(True, torch.device("cpu")):
         assert torch.are_deterministic_algorithms_enabled()
     assert torch.are_deterministic_algorithms_enabled() == before
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     with pytest.raises(ValueError, match="CUBLAS_WORKSPACE_CONFIG=:4096:8"):
-        with ckpt.deterministic_algorithms(True, torch.device("cuda", 0)):
+        with rng.deterministic_algorithms(True, torch.device("cuda", 0)):
             pass

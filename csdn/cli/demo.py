@@ -21,15 +21,15 @@ from typing import Any
 
 import torch
 
-from ._io import atomic_path
-from .cli.reporting import chance_level, make_evaluator, print_report
-from .data import SYSUMM01
-from .data.synthetic import make_sysu
-from .engine.config import TrainConfig, apply_overrides
-from .engine.modeling import build_model
-from .engine.presets import get_preset
-from .engine.trainer import Trainer
-from .evaluation.evaluator import EvaluationReport
+from .._io import atomic_path
+from ..data import SYSUMM01
+from ..data.synthetic import make_sysu
+from ..engine.build import build_csdn
+from ..engine.config import TrainConfig, apply_overrides
+from ..engine.presets import get_preset
+from ..engine.trainer import Trainer
+from ..evaluation.evaluator import EvaluationReport
+from .reporting import chance_level, make_evaluator, print_report
 
 __all__ = ["DemoSetting", "DEMO_SETTINGS", "DemoResult", "run_demo"]
 
@@ -153,7 +153,7 @@ def _run(directory: str | os.PathLike | None, quick: bool, seed: int, out: Calla
     _write_dataset(data_dir, setting, seed)
     dataset = SYSUMM01(data_dir)
     cfg = demo_config(setting, run_dir)
-    model = build_model(cfg, dataset.train.num_classes)
+    model = build_csdn(cfg, dataset.train.num_classes)
     out(f"tiny random CLIP ({cfg.model.clip}), {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
         f"{dataset.train.num_classes} training identities, input {cfg.data.height}x{cfg.data.width}")  # fmt: skip
     resume = (run_dir / "checkpoints" / "last.pt").is_file()

@@ -1,0 +1,177 @@
+"""Images in any common form -> RGB PIL images or model-input batches; finding image files in a folder.
+
+Used by :class:`csdn.inference.FeatureExtractor`, the visualisations, the exporter and the dataset loaders
+(:func:`load_image`). The accepted forms: a file path, a PIL image, a numpy array HxW / HxWx1 / HxWx3 / HxWx4
+(uint8, or float in [0, 1]; NxHxWxC batches), a uint8 tensor (C, H, W) / (N, C, H, W) (raw images), or a float
+tensor (3, H, W) / (N, 3, H, W) taken as an already preprocessed model input.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from .transforms import build_test_transform
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageInput",
+    "InputDataset",
+    "check_image_size",
+    "list_images",
+    "load_image",
+    "preprocess",
+    "split_inputs",
+    "to_pil_image",
+]
+
+#: File extensions :func:`list_images` treats as images (lower case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+ImageInput = str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
+
+
+def load_image(path: str | os.PathLike) -> PIL.Image.Image:
+    """Open an image file as an RGB PIL image (grey/thermal images are replicated to three channels).
+
+    Raises:
+        FileNotFoundError: if the file is missing.
+        ValueError: if the file cannot be decoded, naming it.
+    """
+    try:
+        with PIL.Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Image {path} not found; was the dataset moved after the reader was built?") from None
+    except (OSError, PIL.UnidentifiedImageError) as error:
+        raise ValueError(f"Cannot decode image {path} ({error}); re-extract it from the dataset archive.") from error
+
+
+def list_images(root: str | os.PathLike, recursive: bool = True) -> list[str]:
+    """Sorted paths of the image files under ``root`` (extensions in :data:`IMAGE_EXTENSIONS`).
+
+    Raises:
+        FileNotFoundError: if ``root`` is not a folder.
+        ValueError: if it holds no image file.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
+    pattern = "**/*" if recursive else "*"
+    paths = sorted(str(p) for p in root.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not paths:
+        raise ValueError(f"image folder {str(root)!r} holds no image file (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return paths
+
+
+def check_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """Return ``image_size`` as ``(H, W)`` (an int means square) or raise ValueError naming the argument."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ValueError(f"image_size must be a positive int or (height, width), got {image_size!r}")
+    return size  # type: ignore[return-value]
+
+
+def to_pil_image(image: Any) -> PIL.Image.Image:
+    """One raw image -> RGB PIL image (grey and single-channel images are replicated to three channels).
+
+    Accepts a file path, a PIL image, a numpy array HxW / HxWx1 / HxWx3 / HxWx4 (uint8, or float in [0, 1]), or a
+    uint8 tensor (1 or 3, H, W).
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: for a folder, an undecodable file, or an unsupported type, shape or dtype (naming it).
+    """
+    if isinstance(image, (str, os.PathLike)):
+        if Path(image).is_dir():
+            raise ValueError(f"input {os.fspath(image)!r} is a folder; pass csdn.data.images.list_images(folder)")
+        return load_image(image)
+    if isinstance(image, PIL.Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
+            raise ValueError(f"uint8 tensor images must be (C, H, W) with C 1 or 3, got {image.dtype} "
+                             f"{tuple(image.shape)}")  # fmt: skip
+        return v2.functional.to_pil_image(image.cpu()).convert("RGB")
+    if not isinstance(image, np.ndarray):
+        raise ValueError(
+            f"cannot read a {type(image).__name__} as an image; expected a path, PIL image, array or tensor"
+        )
+    array = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(
+            f"numpy images must be HxW, HxWx1, HxWx3 or HxWx4 (or a batch NxHxWxC), got shape {image.shape}"
+        )
+    if np.issubdtype(array.dtype, np.floating):
+        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise ValueError(f"numpy images must be uint8 (0-255) or float (0-1), got dtype {array.dtype}")
+    return PIL.Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
+
+
+def split_inputs(inputs: Any) -> list[Any]:
+    """Flatten ``inputs`` (one image, a batch array/tensor, or a sequence of images) into a list of items."""
+    if isinstance(inputs, np.ndarray):
+        return list(inputs) if inputs.ndim == 4 else [inputs]
+    if isinstance(inputs, torch.Tensor):
+        return list(inputs) if inputs.dim() == 4 else [inputs]
+    if isinstance(inputs, (str, os.PathLike, PIL.Image.Image)):
+        return [inputs]
+    if isinstance(inputs, Sequence):
+        return list(inputs)
+    raise ValueError(
+        f"inputs must be a path, PIL image, numpy array, tensor or a sequence of them, got {type(inputs).__name__}"
+    )
+
+
+class InputDataset(Dataset):
+    """Items of a user's input list as preprocessed ``(3, H, W)`` float tensors."""
+
+    def __init__(self, items: list[Any], image_size: tuple[int, int], transform: v2.Transform) -> None:
+        self.items, self.image_size, self.transform = items, image_size, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        item = self.items[index]
+        if isinstance(item, torch.Tensor) and item.is_floating_point():
+            return self._preprocessed(item, index)
+        try:
+            return self.transform(to_pil_image(item))
+        except ValueError as error:
+            raise ValueError(f"input {index}: {error}") from None
+
+    def _preprocessed(self, item: torch.Tensor, index: int) -> torch.Tensor:
+        if item.dim() != 3 or tuple(item.shape) != (3, *self.image_size):
+            height, width = self.image_size
+            raise ValueError(
+                f"input {index}: float tensors are taken as preprocessed model inputs of shape (3, {height}, {width})"
+                f" (resized, ImageNet-normalised), got {tuple(item.shape)}; pass uint8 tensors, arrays, PIL images "
+                "or paths to have them preprocessed"
+            )
+        return item.float().cpu()
+
+
+def preprocess(
+    inputs: ImageInput | Sequence[ImageInput], image_size: int | tuple[int, int] = (288, 144)
+) -> torch.Tensor:
+    """Turn images in any form :class:`FeatureExtractor` accepts into one model-input batch ``(N, 3, H, W)``.
+
+    Raises:
+        ValueError: for an empty input or an unsupported type or shape.
+    """
+    size = check_image_size(image_size)
+    items = split_inputs(inputs)
+    if not items:
+        raise ValueError("inputs is empty: pass at least one image")
+    dataset = InputDataset(items, size, build_test_transform(*size))
+    return torch.stack([dataset[i] for i in range(len(dataset))])

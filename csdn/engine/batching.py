@@ -1,0 +1,68 @@
+"""Batch orders of stages 1-2 over a frozen feature bank, drawn from an explicit generator and sharded by rank."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["paired_batches", "shuffled_batches"]
+
+
+def _shard(batches: list[torch.Tensor], rank: int, world_size: int) -> list[torch.Tensor]:
+    """Give rank ``r`` batches ``r, r + W, ...`` with the same count on every rank (DDP needs equal steps)."""
+    per_rank = len(batches) // world_size
+    return batches[rank : per_rank * world_size : world_size]
+
+
+def paired_batches(
+    visible_labels: torch.Tensor,
+    infrared_labels: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One stage-1 epoch of identity-aligned (visible index, infrared index) batches.
+
+    Every item of the larger modality appears once in random order; each is paired with a random item of the
+    other modality with the same label, so batch ``b`` has the same label sequence on both sides (as the
+    official identity-sampled feature bank). Incomplete last batches are dropped.
+
+    Args:
+        visible_labels: (Nv,) labels of the cached visible features.
+        infrared_labels: (Ni,) labels of the cached infrared features.
+        batch_size: pairs per batch.
+        generator: CPU generator drawing the order and the partners.
+        rank, world_size: this process's share of the batches.
+
+    Returns:
+        List of ``(visible_idx (B,), infrared_idx (B,))`` LongTensors on the CPU.
+    """
+    swap = infrared_labels.numel() > visible_labels.numel()
+    anchor, other = (infrared_labels, visible_labels) if swap else (visible_labels, infrared_labels)
+    anchor, other = anchor.cpu(), other.cpu()
+    order = torch.randperm(anchor.numel(), generator=generator)
+    sorted_other, other_order = torch.sort(other, stable=True)
+    num_classes = int(max(anchor.max(), other.max())) + 1
+    counts = torch.bincount(sorted_other, minlength=num_classes)
+    missing = torch.unique(anchor[counts[anchor] == 0])
+    if missing.numel():
+        raise ValueError(f"labels {missing.tolist()[:5]} have images in only one modality; stage 1 needs both")
+    offsets = torch.cumsum(counts, 0) - counts
+    labels = anchor[order]
+    pick = (torch.rand(labels.numel(), generator=generator) * counts[labels]).long().clamp_max(counts[labels] - 1)
+    partners = other_order[offsets[labels] + pick]
+    pairs = (partners, order) if swap else (order, partners)
+    n = (order.numel() // batch_size) * batch_size
+    vis_batches = list(pairs[0][:n].split(batch_size))
+    ir_batches = list(pairs[1][:n].split(batch_size))
+    index = _shard(list(range(len(vis_batches))), rank, world_size)
+    return [(vis_batches[i], ir_batches[i]) for i in index]
+
+
+def shuffled_batches(
+    num_items: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
+) -> list[torch.Tensor]:
+    """One stage-2 epoch: a random permutation of ``num_items`` cut into full batches (then sharded)."""
+    order = torch.randperm(num_items, generator=generator)
+    n = (num_items // batch_size) * batch_size
+    return _shard(list(order[:n].split(batch_size)), rank, world_size)

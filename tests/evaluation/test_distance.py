@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdn.evaluation.distance import distance
+from csdn.evaluation.fused import distance
 
 
 def _feats(n, dim=16, seed=0, centers=5):

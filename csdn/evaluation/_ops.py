@@ -49,19 +49,6 @@ def _finish(rows: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor, k: int) -
     return out
 
 
-def _pad_groups(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, ...]:
-    """Row-major (row, col, value) triples as padded (num_rows, width) value and column matrices (+inf pads)."""
-    counts = torch.bincount(rows, minlength=num_rows)
-    start = counts.cumsum(0) - counts
-    pos = torch.arange(rows.numel()) - start[rows]
-    width = int(counts.max())
-    pad_v = torch.full((num_rows, width), float("inf"), dtype=vals.dtype)
-    pad_c = torch.zeros((num_rows, width), dtype=torch.long)
-    pad_v[rows, pos] = vals
-    pad_c[rows, pos] = cols
-    return pad_v, pad_c
-
-
 def smallest_k(rows: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k smallest entries of each row in ascending order, ties broken by index. (c, N) -> (c, k).
 
@@ -75,12 +62,26 @@ def smallest_k(rows: torch.Tensor, k: int) -> torch.Tensor:
         return _smallest_k_topk(rows, k)
     stride = min(_SAMPLE_STRIDE, num // k)
     if stride >= 2:  # the sample has >= k entries, so every row keeps >= k candidates
-        bound = torch.from_numpy(np.partition(rows[:, ::stride].numpy(), k - 1, axis=1)[:, k - 1 : k])
-        r, c = nonzero_2d(rows <= bound)
-        if r.numel() <= _MAX_CANDIDATES * rows.shape[0] * k:
-            pad_v, pad_c = _pad_groups(r, c, rows[r, c], rows.shape[0])
-            return pad_c.gather(1, _smallest_k_exact(pad_v, k))
+        x = rows.numpy()
+        flat = np.flatnonzero(x <= np.partition(x[:, ::stride], k - 1, axis=1)[:, k - 1 : k])
+        if flat.size <= _MAX_CANDIDATES * rows.shape[0] * k:
+            values, cols = _pad_rows(x, flat)
+            return torch.from_numpy(cols).gather(1, _smallest_k_exact(torch.from_numpy(values), k))
     return _smallest_k_exact(rows, k)
+
+
+def _pad_rows(x: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entries ``x.flat[flat]`` (row-major order) as padded (rows, width) value (+inf pads) and column arrays."""
+    num_rows, num = x.shape
+    r = flat // num
+    counts = np.bincount(r, minlength=num_rows)
+    width = int(counts.max())
+    dest = r * width + (np.arange(flat.size) - (np.cumsum(counts) - counts)[r])
+    values = np.full((num_rows, width), np.inf, dtype=x.dtype)
+    cols = np.zeros((num_rows, width), dtype=np.int64)
+    values.reshape(-1)[dest] = x.reshape(-1)[flat]
+    cols.reshape(-1)[dest] = flat - r * num
+    return values, cols
 
 
 def _smallest_k_exact(rows: torch.Tensor, k: int) -> torch.Tensor:

@@ -178,7 +178,7 @@ def _encode(source: DistanceRows, k1: int, row_max: torch.Tensor, nbrs: torch.Te
     """Sparse k-reciprocal encoding V as COO ``(rows, cols, vals)`` sorted by row then column."""
     n = source.num_items
     half_k = min(int(np.around(k1 / 2.0)) + 1, n)
-    step = max(1, _BLOCK_ELEMENTS // (n * nbrs.shape[1]))
+    step = max(1, _BLOCK_ELEMENTS // nbrs.shape[1] ** 2)
     recip = _reciprocal(nbrs, step)
     half = nbrs[:, :half_k].contiguous()
     half_recip = _reciprocal(half, step)

@@ -42,11 +42,27 @@ def _smallest_k_topk(rows: torch.Tensor, k: int) -> torch.Tensor:
 def _finish(rows: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor, k: int) -> torch.Tensor:
     """Cut (value, index)-sorted candidate lists to k; redo rows whose k-th and (k+1)-th values tie."""
     out = idx[:, :k]
-    if vals.shape[1] > k:
-        spill = vals[:, k] == vals[:, k - 1]  # the kept tied items may not be the lowest-index ones
+    if vals.shape[1] <= k:
+        return out
+    spill = vals[:, k] == vals[:, k - 1]  # the kept tied items may not be the lowest-index ones
+    if rows.device.type == "cpu":
         if bool(spill.any()):
             out[spill] = torch.sort(rows[spill], dim=1, stable=True).indices[:, :k]
-    return out
+        return out
+    return torch.where(spill[:, None], _smallest_k_given_kth(rows, vals[:, k - 1 : k], k), out)
+
+
+def _smallest_k_given_kth(rows: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
+    """smallest_k of each row given its k-th smallest value (c, 1), without a host round trip (for accelerators).
+
+    Keeps every entry below the k-th value and the lowest-index entries equal to it, then orders them by
+    (value, index).
+    """
+    below, tied = rows < kth, rows == kth
+    take = below | (tied & (tied.cumsum(1) <= k - below.sum(1, keepdim=True)))
+    chosen = torch.topk(torch.where(take, rows, torch.inf), k, dim=1, largest=False).indices
+    chosen = torch.sort(chosen, dim=1).values
+    return chosen.gather(1, torch.sort(rows.gather(1, chosen), dim=1, stable=True).indices)
 
 
 def smallest_k(rows: torch.Tensor, k: int) -> torch.Tensor:

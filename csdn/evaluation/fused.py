@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .rerank import DistanceRows, _check_params, k_reciprocal_rerank
+from ._ops import smallest_k
+from .rerank import DistanceRows, _check_params, k_reciprocal_rerank, search_step
 
 __all__ = ["METRICS", "FeatureRows", "distance"]
 
@@ -42,6 +43,11 @@ def _squared(dots: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Tensor, met
 class FeatureRows(DistanceRows):
     """Squared distances between N = Nq + Ng feature vectors, computed on demand.
 
+    The neighbour search computes exactly the products q.q, q.g (query rows, in one matmul) and g.g (gallery
+    rows); a gallery row's query part is read from the stored (Nq, Ng) query-gallery block, which is also the
+    final original distance. Each product is fused with its epilogue (``addmm`` adds the column norms; one more
+    in-place pass adds the row norms and clamps), and no operation of the loop leaves the device.
+
     Args:
         query_feats: (Nq, D) float tensor (unit rows for ``cosine``).
         gallery_feats: (Ng, D) float tensor on the same device.
@@ -61,14 +67,41 @@ class FeatureRows(DistanceRows):
         self.num_query, self.num_gallery = len(query_feats), len(gallery_feats)
         self.metric = metric
         self.device = self.feats.device
-        self.search_dtype = search_dtype
-        self._search_feats = self.feats if search_dtype in (None, torch.float32) else self.feats.to(search_dtype)
+        self.exact_search = search_dtype in (None, torch.float32)
+        self._search_feats = self.feats if self.exact_search else self.feats.to(search_dtype)
+        self._q_g: torch.Tensor | None = None  # squared query-gallery distances, kept by neighbours()
 
-    def search(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _block(self, start: int, stop: int, others: slice) -> torch.Tensor:
+        """Squared distances (float32) from items start:stop to the items ``others``, in the search precision."""
         f = self._search_feats
-        dots = (f[start:stop] @ f.T).float()
-        sq = _squared(dots, self.norms[start:stop, None], self.norms[None, :], self.metric)
-        return sq, sq.amax(1)
+        if self.metric == "cosine":  # (1 - dot)^2
+            return torch.mm(f[start:stop], f[others].T).float().neg_().add_(1.0).square_()
+        if self.exact_search:  # |b|^2 - 2ab in the matmul's epilogue
+            sq = torch.addmm(self.norms[None, others], f[start:stop], f[others].T, alpha=-2.0)
+        else:
+            sq = torch.mm(f[start:stop], f[others].T).float().mul_(-2.0).add_(self.norms[None, others])
+        return sq.add_(self.norms[start:stop, None]).clamp_(min=0.0)
+
+    def neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n, nq = self.num_items, self.num_query
+        step = search_step(n)
+        row_max = torch.empty(n, dtype=torch.float32, device=self.device)
+        nbrs = torch.empty(n, k, dtype=torch.long, device=self.device)
+        q_g = torch.empty(nq, self.num_gallery, dtype=torch.float32, device=self.device)
+        rows = torch.empty(step, n, dtype=torch.float32, device=self.device)
+        starts = [*range(0, nq, step), *range(nq, n, step)]  # no block straddles queries and gallery
+        for s, e in zip(starts, [*starts[1:], n], strict=True):
+            if e <= nq:  # query rows: one product with all items
+                block = self._block(s, e, slice(0, n))
+                q_g[s:e] = block[:, nq:]
+            else:  # gallery rows: the query part is the stored query-gallery block, transposed
+                block = rows[: e - s]
+                block[:, :nq] = q_g[:, s - nq : e - nq].T
+                block[:, nq:] = self._block(s, e, slice(nq, n))
+            row_max[s:e] = block.amax(1)
+            nbrs[s:e] = smallest_k(block, k)
+        self._q_g = q_g if self.exact_search else None
+        return nbrs, row_max
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         out = torch.empty(rows.shape, dtype=torch.float32, device=self.device)
@@ -80,6 +113,8 @@ class FeatureRows(DistanceRows):
         return out
 
     def query_gallery(self, start: int, stop: int) -> torch.Tensor:
+        if self._q_g is not None:
+            return self._q_g[start:stop]
         q, g = self.feats[start:stop], self.feats[self.num_query :]
         return _squared(q @ g.T, self.norms[start:stop, None], self.norms[None, self.num_query :], self.metric)
 

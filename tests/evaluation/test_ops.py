@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdn.evaluation._ops import nonzero_2d, smallest_k, sort_rows
+from csdn.evaluation._ops import _smallest_k_given_kth, nonzero_2d, smallest_k, sort_rows
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -19,6 +19,24 @@ def test_smallest_k_is_a_stable_argsort_prefix(ties, k):
     for rows in (torch.from_numpy(x), torch.from_numpy(x).float()):
         expected = np.argsort(rows.numpy(), axis=1, kind="stable")[:, :k]
         np.testing.assert_array_equal(smallest_k(rows, k).numpy(), expected)
+
+
+@pytest.mark.parametrize("k", [1, 4, 13])
+def test_sync_free_tie_selection_is_a_stable_argsort_prefix(k):
+    """The accelerator tie fix-up (no host round trip), run on CPU: lowest-index tied entries, (value, index) order."""
+    x = torch.from_numpy(np.round(np.random.default_rng(k).random((40, 30)) * 4))
+    expected = np.argsort(x.numpy(), axis=1, kind="stable")[:, :k]
+    kth = torch.from_numpy(np.sort(x.numpy(), axis=1)[:, k - 1 : k])
+    np.testing.assert_array_equal(_smallest_k_given_kth(x, kth, k).numpy(), expected)
+
+
+def test_candidate_bound_on_sorted_and_adversarial_rows():
+    """Rows whose sampled entries are all large (more candidates than the budget) still give the exact answer."""
+    x = torch.arange(4000, dtype=torch.float32).repeat(3, 1)
+    x[:, ::8] += 10_000  # every sampled entry is above all others: every entry becomes a candidate
+    x[1] = x[1].flip(0)
+    expected = np.argsort(x.numpy(), axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(smallest_k(x, 5).numpy(), expected)
 
 
 def test_nonzero_and_sort_rows():

@@ -31,6 +31,7 @@ _SEARCH_DTYPES = {
     "bf16": torch.bfloat16,
 }
 _GATHER_ELEMENTS = 1 << 24  # feature elements gathered at once in FeatureRows.values
+_PRODUCT_ELEMENTS = 1 << 23  # distances per neighbour-search block (tall enough for an efficient matmul)
 
 
 def _squared(dots: torch.Tensor, norm_a: torch.Tensor, norm_b: torch.Tensor, metric: str) -> torch.Tensor:
@@ -70,6 +71,8 @@ class FeatureRows(DistanceRows):
         self.exact_search = search_dtype in (None, torch.float32)
         self._search_feats = self.feats if self.exact_search else self.feats.to(search_dtype)
         self._q_g: torch.Tensor | None = None  # squared query-gallery distances, kept by neighbours()
+        self._nbrs: torch.Tensor | None = None  # (N, k) neighbour lists and their squared distances, likewise
+        self._nbr_sq: torch.Tensor | None = None
 
     def _block(self, start: int, stop: int, others: slice) -> torch.Tensor:
         """Squared distances (float32) from items start:stop to the items ``others``, in the search precision."""
@@ -84,9 +87,10 @@ class FeatureRows(DistanceRows):
 
     def neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         n, nq = self.num_items, self.num_query
-        step = search_step(n)
+        step = search_step(n, _PRODUCT_ELEMENTS)
         row_max = torch.empty(n, dtype=torch.float32, device=self.device)
         nbrs = torch.empty(n, k, dtype=torch.long, device=self.device)
+        nbr_sq = torch.empty(n, k, dtype=torch.float32, device=self.device)
         q_g = torch.empty(nq, self.num_gallery, dtype=torch.float32, device=self.device)
         rows = torch.empty(step, n, dtype=torch.float32, device=self.device)
         starts = [*range(0, nq, step), *range(nq, n, step)]  # no block straddles queries and gallery
@@ -100,16 +104,26 @@ class FeatureRows(DistanceRows):
                 block[:, nq:] = self._block(s, e, slice(nq, n))
             row_max[s:e] = block.amax(1)
             nbrs[s:e] = smallest_k(block, k)
-        self._q_g = q_g if self.exact_search else None
+            nbr_sq[s:e] = block.gather(1, nbrs[s:e])
+        if self.exact_search:  # exact values worth keeping: most pairs values() is asked for are neighbours
+            self._q_g, self._nbrs, self._nbr_sq = q_g, nbrs, nbr_sq
         return nbrs, row_max
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         out = torch.empty(rows.shape, dtype=torch.float32, device=self.device)
+        missing = torch.ones(rows.shape, dtype=torch.bool, device=self.device)
+        if self._nbrs is not None:  # pairs (i, j) with j among i's stored neighbours: read, not recomputed
+            step = max(1, _GATHER_ELEMENTS // self._nbrs.shape[1])
+            for s in range(0, rows.numel(), step):
+                hit = self._nbrs[rows[s : s + step]] == cols[s : s + step, None]  # (E, k), at most one per row
+                out[s : s + step] = torch.where(hit, self._nbr_sq[rows[s : s + step]], 0.0).sum(1)
+                missing[s : s + step] = ~hit.any(1)
+        rows, cols, where = rows[missing], cols[missing], missing.nonzero().squeeze(1)
         step = max(1, _GATHER_ELEMENTS // self.feats.shape[1])
         for s in range(0, rows.numel(), step):
             r, c = rows[s : s + step], cols[s : s + step]
             dots = (self.feats[r] * self.feats[c]).sum(1)
-            out[s : s + step] = _squared(dots, self.norms[r], self.norms[c], self.metric)
+            out[where[s : s + step]] = _squared(dots, self.norms[r], self.norms[c], self.metric)
         return out
 
     def query_gallery(self, start: int, stop: int) -> torch.Tensor:

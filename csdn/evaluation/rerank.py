@@ -33,9 +33,9 @@ _PAIR_BUDGET = 1 << 21  # (query entry, gallery entry) pairs per Jaccard step
 SPARSE_BACKENDS = ("auto", "scipy", "torch")
 
 
-def search_step(n: int) -> int:
-    """Rows per neighbour-search block over N items."""
-    return max(1, min(_BLOCK_ELEMENTS, _SEARCH_ELEMENTS) // n)
+def search_step(n: int, elements: int | None = None) -> int:
+    """Rows per neighbour-search block over N items (``elements`` per block; default: the matrix-source size)."""
+    return max(1, min(_BLOCK_ELEMENTS, elements or _SEARCH_ELEMENTS) // n)
 
 
 class DistanceRows:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["nonzero_2d", "smallest_k", "sort_rows"]
+__all__ = ["copy_transposed", "nonzero_2d", "smallest_k", "sort_rows"]
 
+_TILE = 512  # copy_transposed: source rows per tile (a tile and its transpose stay in cache)
 _SAMPLE_STRIDE = 8  # smallest_k: every 8th entry of a row gives its candidate bound (about 8k candidates)
 _MAX_CANDIDATES = 64  # more than 64k candidates per row on average (adversarial order): full partition instead
 
@@ -20,6 +21,16 @@ def sort_rows(x: torch.Tensor) -> torch.Tensor:
     if x.device.type == "cpu":
         return torch.from_numpy(np.sort(x.numpy(), axis=1))
     return torch.sort(x, dim=1).values
+
+
+def copy_transposed(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """``dst.copy_(src.T)``; on CPU through numpy in tiles of rows (several times faster than torch's strided copy)."""
+    if dst.device.type != "cpu" or dst.dtype != src.dtype:
+        dst.copy_(src.T)
+        return
+    d, s = dst.numpy(), src.numpy()
+    for r in range(0, s.shape[0], _TILE):
+        d[:, r : r + _TILE] = s[r : r + _TILE].T
 
 
 def nonzero_2d(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._ops import nonzero_2d, smallest_k
+from ._ops import copy_transposed, nonzero_2d, smallest_k
 
 __all__ = ["DistanceRows", "MatrixRows", "k_reciprocal_rerank", "re_ranking"]
 
@@ -128,14 +128,14 @@ class MatrixRows(DistanceRows):
     def _raw_rows(self, start: int, stop: int) -> torch.Tensor:
         nq = self.num_query
         out = torch.empty(stop - start, self.num_items, dtype=self.q_g.dtype, device=self.device)
-        if start < nq:  # copy_ transposes straight into place (faster than cat, which copies twice)
+        if start < nq:  # transposed straight into place (faster than cat, which copies twice)
             s, e = start, min(stop, nq)
-            out[: e - s, :nq].copy_(self.q_q[:, s:e].T)
+            copy_transposed(out[: e - s, :nq], self.q_q[:, s:e])
             out[: e - s, nq:].copy_(self.q_g[s:e])
         if stop > nq:
             s, e = max(start, nq) - nq, stop - nq
-            out[-(e - s) :, :nq].copy_(self.q_g[:, s:e].T)
-            out[-(e - s) :, nq:].copy_(self.g_g[:, s:e].T)
+            copy_transposed(out[-(e - s) :, :nq], self.q_g[:, s:e])
+            copy_transposed(out[-(e - s) :, nq:], self.g_g[:, s:e])
         return out
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,11 @@
 """From features to the final query-gallery distance: metric, optional query expansion, optional re-ranking.
 
 With ``rerank=True`` the k-reciprocal re-ranking runs directly on the features (:class:`FeatureRows`): the
-(N x N) distances, N = Nq + Ng, are produced block by block for the neighbour search and only the entries the
-algorithm needs are computed afterwards, so memory stays O(block x N + Nq x Ng) and the result equals
-``re_ranking(d(q, g), d(q, q), d(g, g))`` on the full matrices (the squared distances are computed directly,
+(N x N) distances, N = Nq + Ng, are produced block by block for the neighbour search with exactly the products
+q.q + q.g and g.g (the query-gallery block is kept: it is the gallery rows' query part and the final original
+distance), the neighbours' distances are kept from the search and any other entry the encoding needs is computed
+on demand, so memory stays O(block x N + Nq x Ng) and the result equals ``re_ranking(d(q, g), d(q, q), d(g, g))``
+on the full matrices up to neighbour swaps at float round-off (the squared distances are computed directly,
 without a square root, for the euclidean metric).
 """
 

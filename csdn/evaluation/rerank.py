@@ -7,9 +7,10 @@ encoding V holds exp(-distance) weights normalised per item, V is averaged over 
 neighbours (skipped when k2 == 1), and the final distance is ``(1 - lambda) * jaccard + lambda * distance``.
 (Zhong et al.'s original code kept the squared distances and V in float16; torchreid, and we, use float32.)
 
-Instead of dense (N x N) matrices and full argsorts, only the k1+1 nearest neighbours of every item are kept
-(``topk``), V is stored sparsely (a few hundred non-zeros per item) and the query-gallery Jaccard distances are a
-sparse "sum of minima" join over shared neighbours. Rows of the distance matrix are produced block by block by a
+Instead of dense (N x N) matrices and full argsorts, only the max(k1 + 1, k2) nearest neighbours of every item are
+kept (a sampled-bound partial search on CPU, ``topk`` elsewhere; see :func:`csdn.evaluation._ops.smallest_k`),
+V is stored sparsely (a few hundred non-zeros per item) and the query-gallery Jaccard distances are a sparse
+"sum of minima" join over shared neighbours. Rows of the distance matrix are produced block by block by a
 :class:`DistanceRows` source, so peak memory is O(block x N) plus the (Nq x Ng) output; the fused
 :func:`csdn.evaluation.distance` source computes them from features and never holds an N x N matrix.
 Ties in the neighbour ranking are broken by item index (the reference's quicksort leaves them unordered).

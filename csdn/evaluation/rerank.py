@@ -341,7 +341,7 @@ def re_ranking(
         q_q_dist: Query-query distances (Nq, Nq).
         g_g_dist: Gallery-gallery distances (Ng, Ng).
         k1: Size of the k-reciprocal neighbourhoods (20 in the paper); galleries smaller than k1 are fine.
-        k2: Neighbours averaged in the local query expansion (6 in the paper; 1 disables it).
+        k2: Neighbours averaged in the local query expansion (6 in the paper; 1 disables it; may exceed k1 + 1).
         lambda_value: Weight of the original distance in the final one (0.3 in the paper).
 
     Returns:

@@ -33,7 +33,7 @@ def test_plain_distances(metric):
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-@pytest.mark.parametrize("k1,k2,lam", [(20, 6, 0.3), (6, 1, 0.0)])
+@pytest.mark.parametrize("k1,k2,lam", [(20, 6, 0.3), (6, 1, 0.0), (3, 10, 0.3)])
 def test_fused_rerank_matches_dense_reference(metric, k1, k2, lam, dense_rerank, monkeypatch):
     monkeypatch.setattr("csdn.evaluation.rerank._BLOCK_ELEMENTS", 300)  # several blocks
     q, g = _feats(10, seed=3), _feats(33, seed=4)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdn.evaluation._ops import _smallest_k_given_kth, nonzero_2d, smallest_k, sort_rows
+from csdn.evaluation._ops import _smallest_k_given_kth, copy_transposed, nonzero_2d, smallest_k, sort_rows
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -47,3 +47,12 @@ def test_nonzero_and_sort_rows():
     assert torch.equal(rows, ref[:, 0]) and torch.equal(cols, ref[:, 1])
     x = torch.from_numpy(rng.random((5, 8)))
     assert torch.equal(sort_rows(x), torch.sort(x, dim=1).values)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_copy_transposed_in_tiles(monkeypatch, dtype):
+    monkeypatch.setattr("csdn.evaluation._ops._TILE", 3)  # several tiles and a partial last one
+    src = torch.arange(70, dtype=dtype).view(10, 7)[:, 1:6]  # a column slab, as MatrixRows passes
+    dst = torch.full((5, 12), -1.0, dtype=dtype)
+    copy_transposed(dst[:, 1:11], src)
+    assert torch.equal(dst[:, 1:11], src.T) and bool((dst[:, 0] == -1).all() and (dst[:, 11] == -1).all())

@@ -48,8 +48,8 @@ class FeatureRows(DistanceRows):
 
     The neighbour search computes exactly the products q.q, q.g (query rows, in one matmul) and g.g (gallery
     rows); a gallery row's query part is read from the stored (Nq, Ng) query-gallery block, which is also the
-    final original distance. Each product is fused with its epilogue (``addmm`` adds the column norms; one more
-    in-place pass adds the row norms and clamps), and no operation of the loop leaves the device.
+    final original distance. Each product is followed by in-place passes (column norms, row norms, clamp), and no
+    operation of the loop leaves the device.
 
     Args:
         query_feats: (Nq, D) float tensor (unit rows for ``cosine``).
@@ -81,10 +81,9 @@ class FeatureRows(DistanceRows):
         f = self._search_feats
         if self.metric == "cosine":  # (1 - dot)^2
             return torch.mm(f[start:stop], f[others].T).float().neg_().add_(1.0).square_()
-        if self.exact_search:  # |b|^2 - 2ab in the matmul's epilogue
-            sq = torch.addmm(self.norms[None, others], f[start:stop], f[others].T, alpha=-2.0)
-        else:
-            sq = torch.mm(f[start:stop], f[others].T).float().mul_(-2.0).add_(self.norms[None, others])
+        # |b|^2 - 2ab in one pass after a plain product (addmm with a broadcast bias was ~1.5x slower on CPU)
+        sq = torch.mm(f[start:stop], f[others].T).float()
+        torch.add(self.norms[None, others], sq, alpha=-2.0, out=sq)
         return sq.add_(self.norms[start:stop, None]).clamp_(min=0.0)
 
     def neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,12 +1,14 @@
 """Time csdn k-reciprocal re-ranking against the dense reference (N x N matrices, full argsort, Python loops).
 
-Usage: ``python benchmarks/bench_rerank.py [--quick] [--threads N] [--skip-market-reference]``.
+Usage: ``python benchmarks/bench_rerank.py [--quick] [--threads N] [--rounds R] [--skip-market-reference]``.
 Inputs are euclidean distances between synthetic 2048-d features with identity structure, computed once and
 cached as .npy files; every measurement runs in a fresh process that loads them (so its memory counts
-them); csdn is timed as the best of ``--repeat`` runs (the first pays one-off imports), the reference once.
+them); the reference and csdn alternate over ``--rounds`` rounds (the machine may be shared: a ratio is only meaningful
+within a round, so the range over rounds is printed); csdn is the best of ``--repeat`` runs per round (the first
+pays one-off imports), the reference runs once per round.
 Measured: ``re_ranking(q_g, q_q, g_g)`` (csdn) vs the dense reference on the same matrices, and the fused
-``distance(qf, gf, metric="euclidean", rerank=True)`` from the features (its time includes the N x N matmuls of
-the neighbour search; it never holds an N x N matrix).
+``distance(qf, gf, metric="euclidean", rerank=True)`` from the features against the three float32 matrix products
+it cannot avoid (q.g, q.q, g.g with ``torch.mm``), alternating in one process with the same threads.
 """
 
 from __future__ import annotations
@@ -64,22 +66,90 @@ def run_fused(feats):
     return distance(*feats, metric="euclidean", rerank=True).numpy()[:50, :50]
 
 
-def _row(label: str, res: dict, ref_seconds: float | None = None) -> str:
+def fused_vs_matmul(feats, rounds: int = 3) -> dict:
+    """Interleaved rounds of (the three float32 products q.g, q.q, g.g with torch.mm) and the fused re-ranking.
+
+    Returns per-round seconds of both and their ratio (same process, same threads), and the seconds the fused run
+    spent inside its own ``torch.mm`` product calls (timed around each call: a block-level interleaving that a
+    shared machine's load disturbs far less than whole-run rounds).
+    """
+    import time
+
+    import torch
+    from _common import current_rss, peak_rss, reset_peak_rss
+
+    from csdn.evaluation import distance
+
+    q, g = (torch.from_numpy(x) for x in feats)
+    distance(q[:200], g[:800], metric="euclidean", rerank=True)  # one-off imports (scipy) and thread start-up
+    out: dict = {"matmul": [], "fused": [], "ratio": [], "fused_peak_rss": [], "fused_extra_rss": [], "in_products": []}
+    real_mm, in_products = torch.mm, [0.0]
+
+    def timed_mm(*args, **kwargs):  # the fused search's products, timed inside the same run
+        start = time.perf_counter()
+        result = real_mm(*args, **kwargs)
+        in_products[0] += time.perf_counter() - start
+        return result
+
+    torch.mm = timed_mm
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for a, b in ((q, g), (q, q), (g, g)):
+            torch.mm(a, b.T)  # result dropped at once, as the fused code keeps only blocks of it
+        mm = time.perf_counter() - start
+        before = current_rss()
+        reset_peak_rss()  # the matmuls' outputs are freed by now; count only the fused run
+        in_products[0] = 0.0
+        start = time.perf_counter()
+        distance(q, g, metric="euclidean", rerank=True)
+        fused = time.perf_counter() - start
+        out["in_products"].append(in_products[0])
+        out["fused_peak_rss"].append(peak_rss())
+        out["fused_extra_rss"].append(max(0, peak_rss() - before))
+        out["matmul"].append(mm)
+        out["fused"].append(fused)
+        out["ratio"].append(fused / mm)
+    return out
+
+
+def _row(label: str, res: dict) -> str:
     if "error" in res:
         return f"  {label:34s} failed: {res['error']}"
-    ratio = f"{ref_seconds / res['seconds']:8.1f}x" if ref_seconds else " " * 9
     return (
-        f"  {label:34s} {res['seconds']:9.3f} s {ratio}  peak RSS {gib(res['peak_rss']):>10s}"
+        f"  {label:34s} {res['seconds']:9.3f} s  peak RSS {gib(res['peak_rss']):>10s}"
         f"  (+{gib(res['extra_rss'])} over inputs)"
     )
+
+
+def _span(values: list[float], fmt: str = "{:.1f}") -> str:
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+
+def compare_reference(cache: Path, key: str, args: argparse.Namespace) -> None:
+    """Interleaved rounds: the dense reference once, then csdn (best of --repeat), each in a fresh process."""
+    ratios = []
+    for r in range(args.rounds):
+        ref = measure(load_matrices, run_reference, (str(cache), key), threads=args.threads)
+        ours = measure(load_matrices, run_csdn, (str(cache), key), repeat=args.repeat, threads=args.threads)
+        print(_row(f"round {r + 1}: dense reference", ref))
+        print(_row(f"round {r + 1}: csdn re_ranking", ours))
+        if "seconds" in ref and "seconds" in ours:
+            ratios.append(ref["seconds"] / ours["seconds"])
+            diff = np.abs(ours["output"] - ref["output"]).max()
+            print(f"  round {r + 1}: speed-up {ratios[-1]:.1f}x; max |csdn - reference| on a 50x50 corner {diff:.2e}")
+    if ratios:
+        print(f"  re_ranking speed-up over the dense reference: {_span(ratios)}x over {len(ratios)} rounds")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="quarter-size problems")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--repeat", type=int, default=3, help="csdn runs per case (best is reported)")
+    parser.add_argument("--repeat", type=int, default=3, help="csdn runs per round (best is reported)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved reference/csdn rounds")
     parser.add_argument("--skip-market-reference", action="store_true", help="the dense reference needs ~9 GB")
+    parser.add_argument("--skip-fused", action="store_true", help="skip the fused distance(rerank=True) ratio")
     parser.add_argument("--cache", default=None, help="directory for the cached distance matrices")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run")
     args = parser.parse_args()
@@ -93,22 +163,29 @@ def main() -> None:
         if args.quick:
             num_q, num_g = num_q // 4, num_g // 4
         key = f"{name}_{num_q}_{num_g}"
-        cache_matrices(cache, key, num_q, num_g, ids)
         print(f"{name}: {num_q} queries + {num_g} gallery = {num_q + num_g} items, 2048-d, k1=20 k2=6 lambda=0.3")
-        ours = measure(load_matrices, run_csdn, (str(cache), key), repeat=args.repeat, threads=args.threads)
-        ref = {"error": "skipped"}
         if not (name == "market" and args.skip_market_reference):
-            ref = measure(load_matrices, run_reference, (str(cache), key), threads=args.threads)
-        fused_repeat = 1 if num_q + num_g > 10_000 else args.repeat  # tens of seconds each: once is enough
-        fused = measure(make_features, run_fused, (num_q, num_g, ids), repeat=fused_repeat, threads=args.threads)
-        ref_s = ref.get("seconds")
-        print(_row("dense reference (matrices)", ref))
-        print(_row("csdn re_ranking (matrices)", ours, ref_s))
-        print(_row("csdn distance(rerank=True) (feats)", fused))
-        if "output" in ours and "output" in ref:
-            print(f"  max |csdn - reference| on a 50x50 corner: {np.abs(ours['output'] - ref['output']).max():.2e}")
-        if "output" in ours and "output" in fused:
-            print(f"  max |fused - matrices| on a 50x50 corner: {np.abs(ours['output'] - fused['output']).max():.2e}")
+            cache_matrices(cache, key, num_q, num_g, ids)
+            compare_reference(cache, key, args)
+        if args.skip_fused:
+            continue
+        fused = measure(make_features, fused_vs_matmul, (num_q, num_g, ids), threads=args.threads)
+        if "error" in fused:
+            print(f"  fused distance(rerank=True) failed: {fused['error']}")
+            continue
+        res = fused["output"]
+        rounds = ", ".join(f"{f:.2f} s / {m:.2f} s" for f, m in zip(res["fused"], res["matmul"], strict=True))
+        print(f"  fused distance(rerank=True) / its matmuls (q.g, q.q, g.g): {rounds}")
+        print(
+            f"  fused / matmul ratio: {_span(res['ratio'], '{:.2f}')} over {len(res['ratio'])} interleaved rounds;"
+            f" peak RSS during the fused runs {gib(max(res['fused_peak_rss']))}"
+            f" (+{gib(max(res['fused_extra_rss']))} over the features and process)"
+        )
+        own = [f / p for f, p in zip(res["fused"], res["in_products"], strict=True)]
+        print(
+            f"  fused / the time of its own product calls (the same products, timed inside each run):"
+            f" {_span(own, '{:.2f}')} ({', '.join(f'{p:.1f} s' for p in res['in_products'])} in products)"
+        )
 
 
 if __name__ == "__main__":

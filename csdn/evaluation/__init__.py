@@ -1,10 +1,10 @@
 """Evaluation: exact VI-ReID metrics, distances with k-reciprocal re-ranking, and a full-protocol evaluator."""
 
-from .distance import distance as distance
 from .evaluator import EvaluationReport as EvaluationReport
 from .evaluator import TrialRecord as TrialRecord
 from .evaluator import VIReIDEvaluator as VIReIDEvaluator
 from .features import extract_features as extract_features
+from .fused import distance as distance
 from .metrics import EvaluationResult as EvaluationResult
 from .metrics import evaluate as evaluate
 from .protocols import PROTOCOLS as PROTOCOLS

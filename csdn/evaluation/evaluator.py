@@ -31,8 +31,8 @@ from .._io import atomic_write_text
 from ..data.base import VIReIDDataset
 from ..data.samples import Sample, TestSplit
 from ..data.transforms import build_test_transform
-from .distance import METRICS, distance
 from .features import FLIP_MODES, extract_features
+from .fused import METRICS, distance
 from .metrics import evaluate
 
 __all__ = ["EvaluationReport", "TrialRecord", "VIReIDEvaluator"]

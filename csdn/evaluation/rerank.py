@@ -7,9 +7,10 @@ encoding V holds exp(-distance) weights normalised per item, V is averaged over 
 neighbours (skipped when k2 == 1), and the final distance is ``(1 - lambda) * jaccard + lambda * distance``.
 (Zhong et al.'s original code kept the squared distances and V in float16; torchreid, and we, use float32.)
 
-Instead of dense (N x N) matrices and full argsorts, only the k1+1 nearest neighbours of every item are kept
-(``topk``), V is stored sparsely (a few hundred non-zeros per item) and the query-gallery Jaccard distances are a
-sparse "sum of minima" join over shared neighbours. Rows of the distance matrix are produced block by block by a
+Instead of dense (N x N) matrices and full argsorts, only the max(k1 + 1, k2) nearest neighbours of every item are
+kept (a sampled-bound partial search on CPU, ``topk`` elsewhere; see :func:`csdn.evaluation._ops.smallest_k`),
+V is stored sparsely (a few hundred non-zeros per item) and the query-gallery Jaccard distances are a sparse
+"sum of minima" join over shared neighbours. Rows of the distance matrix are produced block by block by a
 :class:`DistanceRows` source, so peak memory is O(block x N) plus the (Nq x Ng) output; the fused
 :func:`csdn.evaluation.distance` source computes them from features and never holds an N x N matrix.
 Ties in the neighbour ranking are broken by item index (the reference's quicksort leaves them unordered).
@@ -23,14 +24,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._ops import nonzero_2d, smallest_k
+from ._ops import copy_transposed, nonzero_2d, smallest_k
 
 __all__ = ["DistanceRows", "MatrixRows", "k_reciprocal_rerank", "re_ranking"]
 
 _BLOCK_ELEMENTS = 1 << 22  # rows per block = this / N
 _SEARCH_ELEMENTS = 1 << 20  # neighbour-search rows per block = this / N (small blocks transpose cache-friendly)
 _PAIR_BUDGET = 1 << 21  # (query entry, gallery entry) pairs per Jaccard step
-_SCIPY_ON_CPU = True  # sparse products through scipy for CPU tensors (torch.sparse is used elsewhere)
+SPARSE_BACKENDS = ("auto", "scipy", "torch")
+
+
+def search_step(n: int, elements: int | None = None) -> int:
+    """Rows per neighbour-search block over N items (``elements`` per block; default: the matrix-source size)."""
+    return max(1, min(_BLOCK_ELEMENTS, elements or _SEARCH_ELEMENTS) // n)
 
 
 class DistanceRows:
@@ -58,6 +64,21 @@ class DistanceRows:
             squared distance of each row (c,).
         """
         raise NotImplementedError
+
+    def neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k nearest items of every item, ties by index, and each row's maximum squared distance.
+
+        Returns:
+            ``(nbrs, row_max)``: int64 (N, k) in ascending distance, float32 (N,).
+        """
+        n = self.num_items
+        step = search_step(n)
+        row_max = torch.empty(n, dtype=torch.float32, device=self.device)
+        nbrs = torch.empty(n, k, dtype=torch.long, device=self.device)
+        for s in range(0, n, step):
+            keys, row_max[s : s + step] = self.search(s, min(s + step, n))
+            nbrs[s : s + step] = smallest_k(keys, k)
+        return nbrs, row_max
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Squared distances at the index pairs ``(rows[e], cols[e])``, float32 (E,)."""
@@ -108,14 +129,14 @@ class MatrixRows(DistanceRows):
     def _raw_rows(self, start: int, stop: int) -> torch.Tensor:
         nq = self.num_query
         out = torch.empty(stop - start, self.num_items, dtype=self.q_g.dtype, device=self.device)
-        if start < nq:  # copy_ transposes straight into place (faster than cat, which copies twice)
+        if start < nq:  # transposed straight into place (faster than cat, which copies twice)
             s, e = start, min(stop, nq)
-            out[: e - s, :nq].copy_(self.q_q[:, s:e].T)
+            copy_transposed(out[: e - s, :nq], self.q_q[:, s:e])
             out[: e - s, nq:].copy_(self.q_g[s:e])
         if stop > nq:
             s, e = max(start, nq) - nq, stop - nq
-            out[-(e - s) :, :nq].copy_(self.q_g[:, s:e].T)
-            out[-(e - s) :, nq:].copy_(self.g_g[:, s:e].T)
+            copy_transposed(out[-(e - s) :, :nq], self.q_g[:, s:e])
+            copy_transposed(out[-(e - s) :, nq:], self.g_g[:, s:e])
         return out
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -163,7 +184,7 @@ def _encode(source: DistanceRows, k1: int, row_max: torch.Tensor, nbrs: torch.Te
     """Sparse k-reciprocal encoding V as COO ``(rows, cols, vals)`` sorted by row then column."""
     n = source.num_items
     half_k = min(int(np.around(k1 / 2.0)) + 1, n)
-    step = max(1, _BLOCK_ELEMENTS // (n * nbrs.shape[1]))
+    step = max(1, _BLOCK_ELEMENTS // nbrs.shape[1] ** 2)
     recip = _reciprocal(nbrs, step)
     half = nbrs[:, :half_k].contiguous()
     half_recip = _reciprocal(half, step)
@@ -195,13 +216,18 @@ def _expand_segments(ptr: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor
     return ptr[seg][owner] + offset, owner
 
 
-def _query_expansion(coo: tuple[torch.Tensor, ...], nbrs: torch.Tensor, k2: int, n: int) -> tuple[torch.Tensor, ...]:
-    """V_qe[i] = mean of V over the k2 nearest neighbours of i, as the sparse product A @ V (A[i, nbr] = 1/k2)."""
+def _query_expansion(
+    coo: tuple[torch.Tensor, ...], nbrs: torch.Tensor, k2: int, n: int, backend: str
+) -> tuple[torch.Tensor, ...]:
+    """V_qe[i] = mean of V over the k2 nearest neighbours of i, as the sparse product A @ V (A[i, nbr] = 1/k2).
+
+    ``backend``: "scipy" (CPU tensors only; much faster than torch.sparse there) or "torch".
+    """
     rows, cols, vals = coo
     k2 = min(k2, n)
     a_rows = torch.arange(n, device=nbrs.device).repeat_interleave(k2)
     a_cols = nbrs[:, :k2].reshape(-1)
-    if vals.device.type == "cpu" and _SCIPY_ON_CPU:  # scipy's sparse product is much faster than torch's on CPU
+    if backend == "scipy":
         import scipy.sparse as sp
 
         a = sp.csr_matrix((np.full(n * k2, 1.0 / k2, np.float32), (a_rows.numpy(), a_cols.numpy())), shape=(n, n))
@@ -243,31 +269,37 @@ def _shared_mass(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.Tensor
     return out
 
 
-def k_reciprocal_rerank(source: DistanceRows, k1: int = 20, k2: int = 6, lambda_value: float = 0.3) -> torch.Tensor:
+def k_reciprocal_rerank(
+    source: DistanceRows, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, sparse_backend: str = "auto"
+) -> torch.Tensor:
     """Re-rank query-gallery distances given a source of combined squared-distance rows.
 
     Args:
         source: The rows (see :class:`DistanceRows`).
         k1, k2, lambda_value: As :func:`re_ranking`.
+        sparse_backend: Sparse product of the local query expansion: ``"scipy"`` (CPU only, several times faster
+            than torch.sparse there), ``"torch"`` (any device) or ``"auto"`` (scipy on CPU, torch elsewhere).
 
     Returns:
         Float32 tensor (Nq, Ng) on the source's device.
     """
+    if sparse_backend not in SPARSE_BACKENDS:
+        raise ValueError(f"Unknown value {sparse_backend!r} for argument sparse_backend; use one of {SPARSE_BACKENDS}.")
+    if sparse_backend == "auto":
+        sparse_backend = "scipy" if source.device.type == "cpu" else "torch"
+    elif sparse_backend == "scipy" and source.device.type != "cpu":
+        raise ValueError(f"sparse_backend='scipy' needs CPU tensors, got device {source.device}; use 'torch'.")
     n, nq = source.num_items, source.num_query
-    k = min(k1 + 1, n)
-    step = max(1, min(_BLOCK_ELEMENTS, _SEARCH_ELEMENTS) // n)
-    row_max = torch.empty(n, dtype=torch.float32, device=source.device)
-    nbrs = torch.empty(n, k, dtype=torch.long, device=source.device)
-    for s in range(0, n, step):  # pass 1: row maxima and stable top-k neighbour lists
-        keys, row_max[s : s + step] = source.search(s, min(s + step, n))
-        nbrs[s : s + step] = smallest_k(keys, k)
+    k_recip = min(k1 + 1, n)
+    nbrs, row_max = source.neighbours(max(k_recip, min(k2, n)))  # k2 may exceed k1 + 1
     if not bool((row_max > 0).all()):
         bad = int((row_max <= 0).nonzero()[0, 0])
         raise ValueError(f"all distances of item {bad} are zero; re-ranking needs at least one positive distance.")
-    coo = _encode(source, k1, row_max, nbrs)
+    coo = _encode(source, k1, row_max, nbrs[:, :k_recip].contiguous())
     if k2 != 1:
-        coo = _query_expansion(coo, nbrs, k2, n)
+        coo = _query_expansion(coo, nbrs, k2, n, sparse_backend)
     final = _shared_mass(coo, nq, n)
+    step = max(1, _BLOCK_ELEMENTS // n)
     for s in range(0, nq, step):  # in place, block by block: no extra (Nq, Ng) temporaries
         block = final[s : s + step]
         block.copy_(1.0 - block / (2.0 - block))  # Jaccard distance
@@ -309,7 +341,7 @@ def re_ranking(
         q_q_dist: Query-query distances (Nq, Nq).
         g_g_dist: Gallery-gallery distances (Ng, Ng).
         k1: Size of the k-reciprocal neighbourhoods (20 in the paper); galleries smaller than k1 are fine.
-        k2: Neighbours averaged in the local query expansion (6 in the paper; 1 disables it).
+        k2: Neighbours averaged in the local query expansion (6 in the paper; 1 disables it; may exceed k1 + 1).
         lambda_value: Weight of the original distance in the final one (0.3 in the paper).
 
     Returns:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdn.evaluation.distance import distance
+from csdn.evaluation.fused import distance
 
 
 def _feats(n, dim=16, seed=0, centers=5):
@@ -33,7 +33,7 @@ def test_plain_distances(metric):
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-@pytest.mark.parametrize("k1,k2,lam", [(20, 6, 0.3), (6, 1, 0.0)])
+@pytest.mark.parametrize("k1,k2,lam", [(20, 6, 0.3), (6, 1, 0.0), (3, 10, 0.3)])
 def test_fused_rerank_matches_dense_reference(metric, k1, k2, lam, dense_rerank, monkeypatch):
     monkeypatch.setattr("csdn.evaluation.rerank._BLOCK_ELEMENTS", 300)  # several blocks
     q, g = _feats(10, seed=3), _feats(33, seed=4)
@@ -87,3 +87,22 @@ def test_cuda_fused_rerank_matches_cpu():
     gpu = distance(q, g, rerank=True, device="cuda")
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_neighbour_search_never_waits_for_the_host():
+    """The fused search loop (matmuls, topk, tie fix-up) runs without a device-to-host synchronisation."""
+    from csdn.evaluation.fused import FeatureRows
+
+    q, g = (torch.from_numpy(_feats(n, seed=s)) for n, s in ((30, 11), (90, 12)))
+    cpu_nbrs, cpu_max = FeatureRows(q, g, "euclidean").neighbours(21)
+    source = FeatureRows(q.cuda(), g.cuda(), "euclidean")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        nbrs, row_max = source.neighbours(21)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(nbrs.cpu(), cpu_nbrs)
+    torch.testing.assert_close(row_max.cpu(), cpu_max, rtol=1e-5, atol=1e-5)

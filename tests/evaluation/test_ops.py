@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdn.evaluation._ops import nonzero_2d, smallest_k, sort_rows
+from csdn.evaluation._ops import _smallest_k_given_kth, copy_transposed, nonzero_2d, smallest_k, sort_rows
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -21,6 +21,24 @@ def test_smallest_k_is_a_stable_argsort_prefix(ties, k):
         np.testing.assert_array_equal(smallest_k(rows, k).numpy(), expected)
 
 
+@pytest.mark.parametrize("k", [1, 4, 13])
+def test_sync_free_tie_selection_is_a_stable_argsort_prefix(k):
+    """The accelerator tie fix-up (no host round trip), run on CPU: lowest-index tied entries, (value, index) order."""
+    x = torch.from_numpy(np.round(np.random.default_rng(k).random((40, 30)) * 4))
+    expected = np.argsort(x.numpy(), axis=1, kind="stable")[:, :k]
+    kth = torch.from_numpy(np.sort(x.numpy(), axis=1)[:, k - 1 : k])
+    np.testing.assert_array_equal(_smallest_k_given_kth(x, kth, k).numpy(), expected)
+
+
+def test_candidate_bound_on_sorted_and_adversarial_rows():
+    """Rows whose sampled entries are all large (more candidates than the budget) still give the exact answer."""
+    x = torch.arange(4000, dtype=torch.float32).repeat(3, 1)
+    x[:, ::8] += 10_000  # every sampled entry is above all others: every entry becomes a candidate
+    x[1] = x[1].flip(0)
+    expected = np.argsort(x.numpy(), axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(smallest_k(x, 5).numpy(), expected)
+
+
 def test_nonzero_and_sort_rows():
     rng = np.random.default_rng(0)
     mask = torch.from_numpy(rng.random((7, 9)) > 0.6)
@@ -29,3 +47,12 @@ def test_nonzero_and_sort_rows():
     assert torch.equal(rows, ref[:, 0]) and torch.equal(cols, ref[:, 1])
     x = torch.from_numpy(rng.random((5, 8)))
     assert torch.equal(sort_rows(x), torch.sort(x, dim=1).values)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_copy_transposed_in_tiles(monkeypatch, dtype):
+    monkeypatch.setattr("csdn.evaluation._ops._TILE", 3)  # several tiles and a partial last one
+    src = torch.arange(70, dtype=dtype).view(10, 7)[:, 1:6]  # a column slab, as MatrixRows passes
+    dst = torch.full((5, 12), -1.0, dtype=dtype)
+    copy_transposed(dst[:, 1:11], src)
+    assert torch.equal(dst[:, 1:11], src.T) and bool((dst[:, 0] == -1).all() and (dst[:, 11] == -1).all())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdn.evaluation.rerank import re_ranking
+from csdn.evaluation.rerank import MatrixRows, k_reciprocal_rerank, re_ranking
 
 
 def _dists(nq, ng, dim=8, seed=0):
@@ -41,9 +41,25 @@ def test_small_blocks_torch_sparse_path_and_float32_input(monkeypatch, dense_rer
     expected = dense_rerank(q_g, q_q, g_g)
     monkeypatch.setattr("csdn.evaluation.rerank._BLOCK_ELEMENTS", 50)
     monkeypatch.setattr("csdn.evaluation.rerank._PAIR_BUDGET", 40)
-    monkeypatch.setattr("csdn.evaluation.rerank._SCIPY_ON_CPU", False)  # the torch.sparse path GPUs take
     got = re_ranking(*(torch.from_numpy(x).float() for x in (q_g, q_q, g_g)))
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["scipy", "torch"])
+@pytest.mark.parametrize("k1,k2", [(20, 6), (3, 10), (1, 4), (2, 40)])
+def test_sparse_backends_and_k2_beyond_k1(backend, k1, k2, dense_rerank):
+    """Both query-expansion products give the reference, also for k2 > k1 + 1 (and k2 > N)."""
+    q_g, q_q, g_g = _dists(7, 25, seed=k1 + k2)
+    mats = [torch.from_numpy(x) for x in (q_g, q_q, g_g)]
+    got = k_reciprocal_rerank(MatrixRows(*mats), k1=k1, k2=k2, sparse_backend=backend)
+    np.testing.assert_allclose(got.numpy(), dense_rerank(q_g, q_q, g_g, k1, k2), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g, k1=k1, k2=k2), got.numpy(), atol=1e-6, rtol=0)
+
+
+def test_sparse_backend_errors():
+    source = MatrixRows(*(torch.from_numpy(x) for x in _dists(3, 4)))
+    with pytest.raises(ValueError, match="argument sparse_backend"):
+        k_reciprocal_rerank(source, sparse_backend="cupy")
 
 
 def test_errors():

@@ -197,8 +197,18 @@ class VIReIDEvaluator:
             cache.update({(s.path, modality): f for s, f in zip(missing, feats, strict=True)})
         return torch.stack([cache[(s.path, modality)] for s in samples])
 
-    def evaluate_split(self, model: nn.Module, split: TestSplit, cache: dict | None = None) -> TrialRecord:
-        """Metrics of one :class:`~csdn.data.TestSplit` (one setting, one trial)."""
+    def split(self, setting: int = 0, trial: int | None = None) -> TestSplit:
+        """The test split of the ``setting``-th configured setting and ``trial`` (default: the first configured)."""
+        return self.dataset.test(**self.settings[setting], trial=self.trials[0] if trial is None else trial)
+
+    def split_distances(
+        self, model: nn.Module, split: TestSplit, cache: dict | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embed one split and compare it with this evaluator's options (flip, metric, re-ranking).
+
+        Returns:
+            ``(query features (Q, D), gallery features (G, D), distances (Q, G))``; smaller is closer.
+        """
         cache = {} if cache is None else cache
         qf = self._features(model, split.query, split.query_modality, cache)
         gf = self._features(model, split.gallery, split.gallery_modality, cache)
@@ -206,6 +216,11 @@ class VIReIDEvaluator:
             qf, gf, self.metric, self.rerank, self.k1, self.k2, self.lambda_value,
             device=self.device if self.device is not None else None,
         )  # fmt: skip
+        return qf, gf, dist
+
+    def evaluate_split(self, model: nn.Module, split: TestSplit, cache: dict | None = None) -> TrialRecord:
+        """Metrics of one :class:`~csdn.data.TestSplit` (one setting, one trial)."""
+        _, _, dist = self.split_distances(model, split, cache)
         res = evaluate(
             dist,
             [s.pid for s in split.query],

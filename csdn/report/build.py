@@ -68,14 +68,8 @@ def build_report(
         title: Page title.
         **extra: More provenance lines (``label=value``).
     """
-    from ..evaluation import distance, extract_features
-
-    split = evaluator.dataset.test(**evaluator.settings[setting], trial=evaluator.trials[0] if trial is None else trial)
-    options = (evaluator.transform, evaluator.batch_size, evaluator.device, evaluator.flip, evaluator.flip_mode)
-    q_feats = extract_features(model, split.query, split.query_modality, *options)
-    g_feats = extract_features(model, split.gallery, split.gallery_modality, *options)
-    dist = distance(q_feats, g_feats, evaluator.metric, evaluator.rerank, evaluator.k1, evaluator.k2,
-                    evaluator.lambda_value, device=evaluator.device)  # fmt: skip
+    split = evaluator.split(setting, trial)
+    _, _, dist = evaluator.split_distances(model, split)
     analysis = analyse_split(dist, split, num=num_queries, topk=topk)
     device = evaluator.device if evaluator.device is not None else next(model.parameters()).device
     info = provenance(checkpoint=checkpoint, dataset=evaluator.dataset, device=device, **extra)

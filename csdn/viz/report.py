@@ -63,14 +63,8 @@ def plot_evaluation(
     Returns:
         ``{plot name: path}``.
     """
-    from ..evaluation import distance, extract_features
-
-    split = evaluator.dataset.test(**evaluator.settings[setting], trial=evaluator.trials[0] if trial is None else trial)
-    options = (evaluator.transform, evaluator.batch_size, evaluator.device, evaluator.flip, evaluator.flip_mode)
-    q_feats = extract_features(model, split.query, split.query_modality, *options)
-    g_feats = extract_features(model, split.gallery, split.gallery_modality, *options)
-    dist = distance(q_feats, g_feats, evaluator.metric, evaluator.rerank, evaluator.k1, evaluator.k2,
-                    evaluator.lambda_value, device=evaluator.device)  # fmt: skip
+    split = evaluator.split(setting, trial)
+    q_feats, g_feats, dist = evaluator.split_distances(model, split)
     results = None
     if report is not None:
         results = {}

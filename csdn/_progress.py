@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["Progress", "ProgressReport"]
 
-#: ``True`` (bar on a terminal, log lines every ``interval`` seconds otherwise), ``False`` (silent), or a
+#: ``True`` (bar on a terminal, log lines every ``Progress.log_interval_s`` seconds otherwise), ``False`` (silent), or a
 #: callable ``report(done, total)`` called after every update.
 ProgressReport = bool | Callable[[int, int], None]
 
@@ -28,9 +28,12 @@ class Progress:
         desc: What is being done, e.g. ``"extracting 3803 infrared features"``.
         report: See :data:`ProgressReport`.
         log: Logger of the off-terminal lines (the caller's module logger).
-        interval: Seconds between off-terminal log lines (``None``: no lines, e.g. when the caller logs itself).
+        lines: Log a line every :attr:`log_interval_s` seconds off a terminal (``False`` when the caller logs).
         unit: Name of one item in the bar (``"img"``, ``"it"``).
     """
+
+    #: seconds between two off-terminal progress lines
+    log_interval_s: float = 10.0
 
     def __init__(
         self,
@@ -38,19 +41,19 @@ class Progress:
         desc: str,
         report: ProgressReport = True,
         log: logging.Logger | None = None,
-        interval: float | None = 10.0,
+        lines: bool = True,
         unit: str = "img",
     ) -> None:
         self.total, self.desc, self.done = total, desc, 0
         self.callback = report if callable(report) else None
         self.log = log or logging.getLogger(__name__)
-        self.interval = interval if report is True else None
+        self.lines = lines and report is True
         self.bar: Any = None
         if report is True and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
-            self.interval = None
+            self.lines = False
         self.start = self.last_line = time.perf_counter()
 
     def update(self, count: int = 1, **postfix: Any) -> None:
@@ -63,7 +66,7 @@ class Progress:
             if postfix:
                 self.bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in postfix.items()})
         now = time.perf_counter()
-        if self.interval is not None and now - self.last_line >= self.interval and self.done < self.total:
+        if self.lines and now - self.last_line >= self.log_interval_s and self.done < self.total:
             self.last_line = now
             rate = self.done / max(now - self.start, 1e-9)
             eta = (self.total - self.done) / max(rate, 1e-9)

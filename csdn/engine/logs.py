@@ -61,7 +61,7 @@ class IterationLog:
         self.epoch, self.iterations, self.lr = epoch, iterations, lr
         self._reset_window()
         desc = f"stage {stage} epoch {epoch + 1}/{self.stage_epochs.get(stage, epoch + 1)}"
-        self._progress = Progress(iterations, desc, report=self.bar, interval=None, unit="it")
+        self._progress = Progress(iterations, desc, report=self.bar, lines=False, unit="it")
         self._mark = time.perf_counter()
 
     def _reset_window(self) -> None:

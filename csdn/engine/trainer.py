@@ -44,6 +44,7 @@ from .rng import (
     restore_rng_state,
     seed_global_rngs,
 )
+from .schedules import schedule_problems
 from .stages import Stage, StageContext, build_stages
 from .tracking import EpochMeter, MetricsLogger, save_snapshot, write_run_files
 
@@ -139,6 +140,8 @@ class Trainer:
         #: the stages the configuration trains, in order (see :func:`csdn.engine.stages.build_stages`)
         self.stages = build_stages(StageContext(cfg, self.model, train, self.device, self.dist, self.generators, banks))
         self._current: Stage | None = None
+        for problem in schedule_problems(cfg, [stage.index for stage in self.stages]) if self.dist.is_main else ():
+            logger.warning("%s", problem)
         self.progress = IterationLog(
             self.metrics, cfg.runtime.log_every if self.dist.is_main else 0, cfg.runtime.progress and self.dist.is_main,
             {stage.index: stage.epochs for stage in self.stages},

@@ -5,6 +5,7 @@ import logging
 import re
 
 import pytest
+import torch
 
 from csdn.engine import build_csdn, load_checkpoint
 from csdn.engine.trainer import Trainer
@@ -162,3 +163,18 @@ def test_keep_last_and_log_every_are_validated(tiny_cfg):
         tiny_cfg("runtime.keep_last=-1")
     with pytest.raises(ValueError, match="runtime.log_every=-1 is invalid"):
         tiny_cfg("runtime.log_every=-1")
+
+
+def test_feature_bank_extraction_reports_progress(tiny_cfg, sysu_train):
+    from csdn.engine.feature_bank import extract_clip_features
+
+    cfg = tiny_cfg()
+    model = build_csdn(cfg, sysu_train.num_classes)
+    calls = []
+    samples = sysu_train.infrared
+    feats = extract_clip_features(
+        model, samples, "infrared", cfg.data, torch.device("cpu"), batch_size=4,
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    n = len(samples)
+    assert calls == [(min(i + 4, n), n) for i in range(0, n, 4)] and feats.shape[0] == n

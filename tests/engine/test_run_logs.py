@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import types
 
 import pytest
 import torch
@@ -178,3 +179,38 @@ def test_feature_bank_extraction_reports_progress(tiny_cfg, sysu_train):
     )  # fmt: skip
     n = len(samples)
     assert calls == [(min(i + 4, n), n) for i in range(0, n, 4)] and feats.shape[0] == n
+
+
+def test_eta_of_the_stage_and_of_the_run_hand_computed(monkeypatch):
+    from csdn.engine import logs
+    from csdn.engine.tracking import MetricsLogger
+
+    clock = iter(range(100))  # every perf_counter call is one second later
+    monkeypatch.setattr(logs, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    log = logs.IterationLog(MetricsLogger(None), log_every=0, bar=False, stage_epochs={1: 2, 3: 4})
+    log.start_epoch(1, 0, 10, lr=0.1)  # clock 0
+    for i in range(5):
+        log.step(i, {"loss": 1.0}, samples=8)  # 1 s per iteration
+    # stage 1: 5 iterations left in epoch 1 + 10 in epoch 2 = 15 s; stage 3 (not started): 4 epochs x 10 x 1 s
+    assert log.eta(4) == (15.0, 55.0)
+    log.start_epoch(3, 0, 3, lr=0.1)  # a new stage: its pace is its own (clock 6 -> 2 s per iteration below)
+    next(clock)
+    log.step(0, {"loss": 1.0}, samples=8)
+    assert log.eta(0) == (2.0 * (3 * 4 - 1), 2.0 * (3 * 4 - 1))
+
+
+def test_progress_bar_on_a_terminal_shows_the_running_loss(tiny_cfg, sysu_train, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    cfg = tiny_cfg("runtime.progress=true", "runtime.log_every=0", "stage3.epochs=1")
+    trainer = Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    trainer.fit()
+    assert re.search(r"stage 3 epoch 1/1: .*loss=\d", terminal.getvalue())
+    assert re.search(r"stage 1 epoch 2/2: .*loss=\d", terminal.getvalue())

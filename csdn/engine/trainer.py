@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,8 +52,13 @@ __all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback", "Step
 
 logger = logging.getLogger(__name__)
 
-#: ``evaluate(model, trials) -> {"rank1": ..., "mAP": ...}``; ``trials`` = number of gallery trials to average.
-EvaluateFn = Callable[[nn.Module, int], Mapping[str, float]]
+
+class EvaluateFn(Protocol):
+    """Periodic evaluation: ``evaluate(model, trials) -> {"rank1": ..., "mAP": ...}`` (rank 0, model in eval mode)."""
+
+    def __call__(self, model: nn.Module, trials: int) -> Mapping[str, float]:
+        """``trials``: number of gallery trials to average; returns metric name -> value (logged, never used to
+        select a model)."""
 
 
 class EpochCallback(Protocol):

@@ -29,6 +29,8 @@ MODULES = [
     ("csdn.engine.build", "Build a model from a training configuration; rebuild a trained one with its config."),
     ("csdn.engine.stages", "The training stages as objects."),
     ("csdn.engine.trainer", "The three-stage trainer."),
+    ("csdn.engine.schedules", "Warm-up and milestones scaled to a shortened stage, or refused."),
+    ("csdn.engine.logs", "Per-iteration progress lines and the run's train.log."),
     ("csdn.evaluation", "Exact metrics, distances and re-ranking, feature extraction, the protocol evaluator."),
     ("csdn.inference", "Feature extraction, gallery search, loading for inference (`csdn.FeatureExtractor`)."),
     ("csdn.viz", "Plots (extra `viz`)."),

@@ -84,6 +84,7 @@ def _add_train(sub: Any) -> None:
                    help="override one config field, e.g. --set stage3.epochs=60 (repeatable)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in runtime.output_dir")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test protocol")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML or JSON) and exit")
     p.set_defaults(func=_cmd_train)
 
 
@@ -141,6 +142,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .runs import resolve_train_config
 
     cfg = resolve_train_config(args)
+    if args.print_config:
+        print(_config_text(cfg), end="")
+        return 0
     info = dist_info_from_env()
     device = resolve_device(cfg.runtime.device, info)
     if not info.is_main:
@@ -212,7 +216,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         args.checkpoint, device=resolve_device(args.device), modality=args.modality, batch_size=args.batch_size,
         flip=not args.no_flip,
     )  # fmt: skip
-    features = extractor(paths)
+    features = extractor(paths, progress=True)
     state = {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": not args.no_flip}
     save_checkpoint(state, args.out, format=FEATURES_FORMAT)  # atomic; torch.load(..., weights_only=True)
     print(f"wrote {args.out}: {tuple(features.shape)} {args.modality} features of {len(paths)} images")
@@ -237,6 +241,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
+
+
+def _config_text(cfg: Any) -> str:
+    """``cfg`` as YAML (as in a run's ``config.yaml``), or as JSON without PyYAML."""
+    import json
+
+    from ..engine.config import config_to_dict
+
+    try:
+        import yaml
+    except ImportError:
+        return json.dumps(config_to_dict(cfg), indent=2) + "\n"
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
 def _reader_kwargs(name: str, trial: int) -> dict[str, Any]:

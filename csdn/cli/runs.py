@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..engine.config import TrainConfig, apply_overrides, config_from_dict, config_to_dict
 from ..engine.presets import PRESETS, apply_ablation, get_preset
+from ..engine.schedules import fit_schedules
 
 __all__ = ["resolve_train_config"]
 
@@ -29,6 +30,9 @@ def _read_config_file(path: str) -> dict:
 def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
     """Build the run config: preset <- ``--config`` file <- ``--ablation`` <- ``--set`` <- ``--dataset``/``--root``.
 
+    A stage's epochs set (file or ``--set``) below the preset's schedule scale it, unless the schedule keys are
+    set too (:mod:`csdn.engine.schedules`).
+
     Raises:
         ValueError: for an unknown preset/ablation, a bad config file or a bad ``--set`` item.
     """
@@ -36,13 +40,18 @@ def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     data = config_to_dict(get_preset(preset))
+    explicit = []
     if args.config:
         for section, values in _read_config_file(args.config).items():
             data[section].update(values)
+            explicit += [f"{section}.{key}" for key in values]
     cfg = config_from_dict(data)
     if args.ablation:
         cfg = apply_ablation(cfg, args.ablation)
     extra = [f"data.root={args.root}"]
     if args.dataset:
         extra.append(f"data.dataset={args.dataset}")
-    return apply_overrides(cfg, [*args.overrides, *extra])
+    cfg = apply_overrides(cfg, [*args.overrides, *extra], fit=False)
+    # a stage's epochs set below its schedule: scaled against the preset's unless the schedule was set too
+    explicit += [item.partition("=")[0].strip() for item in args.overrides]
+    return fit_schedules(get_preset(preset), cfg, explicit)

@@ -115,10 +115,11 @@ class RuntimeConfig:
     channels_last: bool = False  # use channels_last memory format for the image side
     grad_clip_norm: float = 0.0  # clip the global gradient norm to this value (0 = off)
     checkpoint_every: int = 1  # save checkpoints/last.pt every N epochs (and always at the end of a stage)
+    keep_last: int = 0  # also keep the N most recent checkpoints as checkpoints/epoch_<stage>_<epoch>.pt (0 = none)
     eval_every: int = 0  # evaluate every N stage-3 epochs (0 = only after training)
     eval_trials: int = 1  # gallery trials used by periodic evaluation (the final evaluation uses all)
-    log_every: int = 50  # log running losses every N iterations
-    progress: bool = True  # tqdm progress bars (only shown on a TTY and on rank 0)
+    log_every: int = 50  # every N iterations of an epoch: a progress line + metrics record (0 = epoch lines only)
+    progress: bool = True  # tqdm bars on a TTY (rank 0); off a TTY, feature-extraction progress lines
     tensorboard: bool = False  # also write TensorBoard scalars (needs the tensorboard package)
 
 
@@ -177,6 +178,8 @@ def validate_config(cfg: TrainConfig) -> None:
     _check(cfg.model.last_stride in (1, 2), "model.last_stride", cfg.model.last_stride, "1 or 2")
     _check(cfg.runtime.checkpoint_every >= 1, "runtime.checkpoint_every", cfg.runtime.checkpoint_every, ">= 1")
     _check(cfg.runtime.grad_clip_norm >= 0, "runtime.grad_clip_norm", cfg.runtime.grad_clip_norm, ">= 0 (0 = off)")
+    _check(cfg.runtime.keep_last >= 0, "runtime.keep_last", cfg.runtime.keep_last, "an integer >= 0 (0 = none)")
+    _check(cfg.runtime.log_every >= 0, "runtime.log_every", cfg.runtime.log_every, "an integer >= 0 (0 = off)")
     _check(cfg.runtime.eval_trials >= 1, "runtime.eval_trials", cfg.runtime.eval_trials, "an integer >= 1")
 
 
@@ -332,15 +335,20 @@ def _import_yaml() -> Any:
 # ----------------------------------------------------------------------------------------------------- overrides
 
 
-def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...], *, fit: bool = True) -> TrainConfig:
     """Return a copy of ``cfg`` with ``section.key=value`` overrides applied (values typed like the field).
 
     Example: ``apply_overrides(cfg, ["stage3.milestones=30,60", "runtime.amp=bf16", "quirks.dropout_text_bank=true"])``.
 
+    A stage's epochs set below its warm-up or milestones scales the schedule keys not also set, or is refused
+    (``fit=False`` skips this; the rule: :mod:`csdn.engine.schedules`).
+
     Raises:
-        ValueError: for a malformed item, an unknown key (the message lists the valid keys) or a bad value.
+        ValueError: for a malformed item, an unknown key (the message lists the valid keys), a bad value, or
+            epochs too short for a schedule that cannot be scaled.
     """
     data = config_to_dict(cfg)
+    explicit = []
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -352,7 +360,12 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
         if name not in data[section]:
             raise ValueError(f"unknown config key {key!r}; valid keys in {section!r}: {', '.join(data[section])}")
         data[section][name] = raw.strip()
-    return config_from_dict(data)
+        explicit.append(key)
+    if not fit:
+        return config_from_dict(data)
+    from .schedules import fit_schedules  # imports this module
+
+    return fit_schedules(cfg, config_from_dict(data), explicit)
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:

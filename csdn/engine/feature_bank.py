@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .._progress import Progress, ProgressReport
 from ..data.loaders import ImageDataset
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TrainSplit
@@ -81,6 +82,7 @@ def extract_clip_features(
     generator: torch.Generator | None = None,
     channels_last: bool = False,
     amp: str = "none",
+    progress: ProgressReport = True,
 ) -> torch.Tensor:
     """Attention-pool features ``model.clip_image_features`` of ``samples`` with the test transform -> (N, D).
 
@@ -96,6 +98,8 @@ def extract_clip_features(
         generator: draws the visiting order when ``train_bn`` (never touched otherwise).
         channels_last: feed images in channels_last memory format.
         amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast.
+        progress: ``True``: a bar on a terminal, a log line every 10 s elsewhere; ``False``: silent; or a
+            callable ``progress(done, total)`` called after every batch with the images extracted so far.
 
     Returns:
         CPU float32 tensor ``(len(samples), D)`` in the order of ``samples``.
@@ -114,12 +118,15 @@ def extract_clip_features(
     memory = torch.channels_last if channels_last else torch.contiguous_format
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     chunks = []
+    bar = Progress(len(samples), f"extracting {len(samples)} {modality} training features", progress, logger)
     try:
         for images, *_ in loader:
             images = images.to(device, memory_format=memory, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 chunks.append(model.clip_image_features(images, modality).float().cpu())
+            bar.update(images.shape[0])
     finally:
+        bar.close()
         model.train(was_training)
     features = torch.cat(chunks)
     return torch.empty_like(features).index_copy_(0, order, features)
@@ -258,6 +265,7 @@ class StageFeatureBanks:
             generator=self.generator,
             channels_last=self.cfg.runtime.channels_last,
             amp=self.cfg.runtime.amp,
+            progress=self.is_main and self.cfg.runtime.progress,
         )
         if train_bn and self.is_main:
             save_feature_bank(bank, cache)

@@ -100,6 +100,10 @@ class Stage:
         """The stage's entries of a training checkpoint (``text_banks``, ``sampler``)."""
         return {"text_banks": {}, "sampler": {}}
 
+    def count(self, batch: Any) -> int:
+        """Images (or cached image features) in ``batch``, for the throughput in the progress lines."""
+        raise NotImplementedError
+
     def finish(self) -> None:
         """Release what the following stages do not need."""
         self.ctx.feature_banks.end_stage(self.index)
@@ -173,6 +177,9 @@ class PromptStage(Stage):
         terms = supcon_both_ways(self.criterion, image.to(device), text, labels)
         return terms["i2t"] + terms["t2i"], terms
 
+    def count(self, batch: Any) -> int:
+        return sum(index.numel() for index in batch) if self.paired else batch.numel()
+
     def finish(self) -> None:
         super().finish()
         self.bank = self.features = self.labels = None
@@ -227,6 +234,9 @@ class ImageStage(Stage):
             out = step(visible, infrared)
         terms = self.loss(out, vis_labels, ir_labels, self.text_banks)
         return terms["loss"], terms
+
+    def count(self, batch: Any) -> int:
+        return 2 * len(batch.visible) + len(batch.infrared)  # two visible views + one infrared image per pair
 
     def checkpoint_state(self, epochs_done: int) -> dict[str, Any]:
         return {

@@ -1,4 +1,5 @@
-"""Run bookkeeping: metrics as JSON lines, optional TensorBoard, run provenance, tqdm progress bars.
+"""Run bookkeeping: metrics as JSON lines, optional TensorBoard, run provenance, progress lines and bars,
+the run's ``train.log`` and its epoch snapshots.
 
 Only rank 0 writes; other ranks get no-op objects, so callers never branch on the rank.
 """
@@ -14,20 +15,20 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
 from .._io import atomic_write_text
+from ..models.checkpoint import save_checkpoint
 from .config import TrainConfig, save_config
 from .distributed import all_reduce_mean
 
-__all__ = ["EpochMeter", "MetricsLogger", "run_provenance", "write_run_files", "progress"]
+__all__ = ["EpochMeter", "MetricsLogger", "run_provenance", "write_run_files", "save_snapshot"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def _plain_number(value: Any) -> Any:
@@ -148,10 +149,31 @@ def write_run_files(output_dir: str | os.PathLike, cfg: TrainConfig) -> dict[str
     return provenance
 
 
-def progress(iterable: Iterable[T], *, enabled: bool, total: int | None = None, desc: str = "") -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm bar when ``enabled`` and stderr is a terminal; otherwise return it as is."""
-    if not enabled or not sys.stderr.isatty():
-        return iter(iterable)
-    from tqdm.auto import tqdm
+def save_snapshot(state: Mapping[str, Any], folder: Path, stage: int, epoch: int, keep: int) -> Path | None:
+    """Keep an epoch snapshot ``folder/epoch_<stage>_<epoch>.pt`` of a training checkpoint beside ``last.pt``.
 
-    return iter(tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True))
+    Only the ``keep`` most recent snapshots (by stage, then epoch) stay; older ones are deleted. ``keep=0`` writes
+    none (``runtime.keep_last``).
+
+    Args:
+        state: The checkpoint just written to ``last.pt``.
+        folder: The run's ``checkpoints/`` folder.
+        stage: Its stage (1, 2, 3).
+        epoch: Epochs of that stage done (1-based, as in the checkpoint).
+        keep: Snapshots to keep.
+
+    Returns:
+        The snapshot's path, or ``None`` when ``keep`` is 0.
+    """
+    if keep <= 0:
+        return None
+    path = Path(folder) / f"epoch_{stage}_{epoch}.pt"
+    save_checkpoint(dict(state), path)
+    snapshots = []
+    for candidate in Path(folder).glob("epoch_*_*.pt"):
+        parts = candidate.stem.split("_")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            snapshots.append(((int(parts[1]), int(parts[2])), candidate))
+    for _, old in sorted(snapshots)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path

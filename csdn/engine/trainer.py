@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ from .distributed import (
     resolve_device,
 )
 from .feature_bank import StageFeatureBanks
+from .logs import IterationLog, run_log_handlers
 from .rng import (
     capture_rng_state,
     deterministic_algorithms,
@@ -43,17 +44,39 @@ from .rng import (
     restore_rng_state,
     seed_global_rngs,
 )
+from .schedules import schedule_problems
 from .stages import Stage, StageContext, build_stages
-from .tracking import EpochMeter, MetricsLogger, progress, write_run_files
+from .tracking import EpochMeter, MetricsLogger, save_snapshot, write_run_files
 
-__all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback"]
+__all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback", "StepCallback"]
 
 logger = logging.getLogger(__name__)
 
-#: ``evaluate(model, trials) -> {"rank1": ..., "mAP": ...}``; ``trials`` = number of gallery trials to average.
-EvaluateFn = Callable[[nn.Module, int], Mapping[str, float]]
-#: Called after every epoch (after its checkpoint): ``callback(trainer, stage, epoch)``.
-EpochCallback = Callable[["Trainer", int, int], None]
+
+class EvaluateFn(Protocol):
+    """Periodic evaluation: ``evaluate(model, trials) -> {"rank1": ..., "mAP": ...}`` (rank 0, model in eval mode)."""
+
+    def __call__(self, model: nn.Module, trials: int) -> Mapping[str, float]:
+        """``trials``: number of gallery trials to average; returns metric name -> value (logged, never used to
+        select a model)."""
+
+
+class EpochCallback(Protocol):
+    """Called after every epoch, after its checkpoint (and evaluation): ``callback(trainer, stage, epoch)``."""
+
+    def __call__(self, trainer: Trainer, stage: int, epoch: int) -> None:
+        """``stage``: 1, 2 or 3; ``epoch``: 0-based index of the epoch that just finished."""
+
+
+class StepCallback(Protocol):
+    """Called before or after each optimiser step: ``callback(trainer, stage, epoch, iteration, losses)``."""
+
+    def __call__(self, trainer: Trainer, stage: int, epoch: int, iteration: int, losses: Mapping[str, float]) -> None:
+        """``stage``: 1, 2 or 3; ``epoch`` and ``iteration``: 0-based (``iteration`` within the epoch);
+        ``losses``: this rank's loss terms of the batch as floats, ``"loss"`` being the one back-propagated.
+        A before-step callback runs after the forward pass and loss, before the backward pass; an after-step one
+        after the optimiser (and GradScaler) step. An exception stops the run (``last.pt`` is untouched).
+        """
 
 
 class NonFiniteLossError(RuntimeError):
@@ -69,7 +92,10 @@ class Trainer:
         train: the training split (``dataset.train``).
         evaluate: optional periodic evaluation ``evaluate(model, trials)`` run on rank 0 every
             ``cfg.runtime.eval_every`` stage-3 epochs (the trainer never imports the evaluator).
-        callbacks: called after each epoch as ``callback(trainer, stage, epoch)``.
+        callbacks: called after each epoch as ``callback(trainer, stage, epoch)`` (:class:`EpochCallback`).
+        before_step: called before each optimiser step as ``callback(trainer, stage, epoch, iteration, losses)``
+            (:class:`StepCallback`).
+        after_step: called after each optimiser step, with the same arguments.
         dist_info: the process's rank/world size (default: read from the ``torchrun`` environment).
     """
 
@@ -81,6 +107,8 @@ class Trainer:
         *,
         evaluate: EvaluateFn | None = None,
         callbacks: Sequence[EpochCallback] = (),
+        before_step: Sequence[StepCallback] = (),
+        after_step: Sequence[StepCallback] = (),
         dist_info: DistInfo | None = None,
     ) -> None:
         self.cfg = cfg
@@ -92,6 +120,7 @@ class Trainer:
         self.train_split = train
         self.evaluate = evaluate
         self.callbacks = list(callbacks)
+        self.before_step, self.after_step = list(before_step), list(after_step)
         self.output_dir = Path(cfg.runtime.output_dir)
         self.checkpoint_path = self.output_dir / "checkpoints" / "last.pt"
         self.final_path = self.output_dir / "checkpoints" / "final.pt"
@@ -116,6 +145,12 @@ class Trainer:
         #: the stages the configuration trains, in order (see :func:`csdn.engine.stages.build_stages`)
         self.stages = build_stages(StageContext(cfg, self.model, train, self.device, self.dist, self.generators, banks))
         self._current: Stage | None = None
+        for problem in schedule_problems(cfg, [stage.index for stage in self.stages]) if self.dist.is_main else ():
+            logger.warning("%s", problem)
+        self.progress = IterationLog(
+            self.metrics, cfg.runtime.log_every if self.dist.is_main else 0, cfg.runtime.progress and self.dist.is_main,
+            {stage.index: stage.epochs for stage in self.stages},
+        )  # fmt: skip
 
     @property
     def text_banks(self) -> dict[str, torch.Tensor] | None:
@@ -134,7 +169,14 @@ class Trainer:
             FileNotFoundError: ``resume`` without a checkpoint.
             ValueError: an existing checkpoint without ``resume``, or a checkpoint of another configuration.
             NonFiniteLossError: a loss became NaN/inf (``last.pt`` keeps the last good state).
+
+        The run logs to the console and to ``output_dir/train.log`` while it trains, leaving the user's own
+        logging configuration alone (see :func:`csdn.engine.logs.run_log_handlers`).
         """
+        with run_log_handlers(self.output_dir / "train.log", enabled=self.dist.is_main):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> Path:
         state = self._load_resume_state() if resume else None
         if state is None:
             self._start_fresh()
@@ -239,10 +281,18 @@ class Trainer:
         """One epoch of ``stage``: for each batch, forward + loss (the stage's), then one optimiser step."""
         meter = EpochMeter()
         batches = stage.batches(epoch)
-        for i, batch in enumerate(self._bar(batches, f"stage {stage.index} epoch {epoch + 1}")):
+        self.progress.start_epoch(stage.index, epoch, len(batches), optimizer.param_groups[0]["lr"])
+        for i, batch in enumerate(self.progress.timed(batches)):
             loss, terms = stage.compute(step, batch, self._autocast)
+            losses = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+            for callback in self.before_step:
+                callback(self, stage.index, epoch, i, losses)
             self._step(loss, optimizer, scaler, params, (stage.index, epoch, i), terms)
+            for callback in self.after_step:
+                callback(self, stage.index, epoch, i, losses)
             meter.update(terms)
+            self.progress.step(i, losses, stage.count(batch))
+        self.progress.end_epoch()
         return meter.means()
 
     def _step(self, loss, optimizer, scaler, params, where: tuple[int, int, int], terms) -> None:
@@ -266,9 +316,6 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.runtime.grad_clip_norm)
         scaler.step(optimizer)
         scaler.update()
-
-    def _bar(self, iterable, desc: str):
-        return progress(iterable, enabled=self.cfg.runtime.progress and self.dist.is_main, desc=desc)
 
     # --------------------------------------------------------------------------------- evaluation, saving
     def _maybe_evaluate(self, epoch: int) -> None:
@@ -302,6 +349,7 @@ class Trainer:
                 **stage.checkpoint_state(epoch),
             )
             save_checkpoint(state, self.checkpoint_path)
+            save_snapshot(state, self.checkpoint_path.parent, stage.index, epoch, self.cfg.runtime.keep_last)
         barrier()
 
 

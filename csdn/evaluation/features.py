@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .._progress import Progress, ProgressReport
 from ..data import Modality
 from ..data.loaders import ImageDataset
 from ..data.samples import Sample
@@ -68,6 +69,7 @@ def extract_features(
     flip: bool = True,
     flip_mode: str = "concat",
     num_workers: int = 0,
+    progress: ProgressReport = True,
 ) -> torch.Tensor:
     """Embed the images of ``samples`` with ``model.encode_image`` in eval mode.
 
@@ -82,6 +84,8 @@ def extract_features(
         flip: Flip test-time augmentation (see the module docstring).
         flip_mode: ``"concat"`` (official, doubles the dimension) or ``"sum"``.
         num_workers: DataLoader worker processes.
+        progress: ``True``: a bar on a terminal, a log line every 10 s elsewhere; ``False``: silent; or a
+            callable ``progress(done, total)`` called after every batch with the images embedded so far.
 
     Returns:
         Float32 CPU tensor (len(samples), D) (D doubled by ``flip_mode="concat"``).
@@ -108,12 +112,15 @@ def extract_features(
     )
     was_training = model.training
     model.eval()
+    bar = Progress(len(samples), f"extracting {len(samples)} {modality} features", progress, logger)
     try:
         chunks = []
         for images, *_ in loader:
             feats = encode_images(model, images.to(dev, non_blocking=True), modality, flip, flip_mode)
             chunks.append(feats.float().cpu())
+            bar.update(images.shape[0])
     finally:
+        bar.close()
         model.train(was_training)
     out = torch.cat(chunks)
     logger.debug("extracted %d %s features of dimension %d", out.shape[0], modality, out.shape[1])

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .._progress import Progress, ProgressReport
 from ..data import Modality
 from ..data.images import ImageInput, InputDataset, check_image_size, split_inputs
 from ..data.transforms import build_test_transform
@@ -137,12 +138,16 @@ class FeatureExtractor:
         """The device of the model's parameters."""
         return model_device(self.model)
 
-    def __call__(self, inputs: ImageInput | Sequence[ImageInput], modality: str | None = None) -> torch.Tensor:
+    def __call__(
+        self, inputs: ImageInput | Sequence[ImageInput], modality: str | None = None, progress: ProgressReport = False
+    ) -> torch.Tensor:
         """Embed ``inputs`` (see the class docstring for the accepted forms).
 
         Args:
             inputs: One image, one batch array/tensor, or a sequence of images.
             modality: Modality of these inputs; default: the extractor's ``modality``.
+            progress: ``True``: a bar on a terminal, a log line every 10 s elsewhere (``csdn extract``);
+                ``False`` (default): silent; or a callable ``progress(done, total)`` called after every batch.
 
         Returns:
             CPU float32 tensor ``(N, D)`` (``(N, 2D)`` with ``flip`` and ``flip_mode="concat"``), rows in input
@@ -156,7 +161,12 @@ class FeatureExtractor:
         items = split_inputs(inputs)
         if not items:
             raise ValueError("inputs is empty: pass at least one image")
-        return torch.cat(list(self._batches(items, modality)))
+        chunks = []
+        with Progress(len(items), f"extracting {len(items)} {modality} features", progress, logger) as bar:
+            for batch in self._batches(items, modality):
+                chunks.append(batch)
+                bar.update(len(batch))
+        return torch.cat(chunks)
 
     @torch.no_grad()
     def _batches(self, items: list[Any], modality: str) -> Iterator[torch.Tensor]:

@@ -38,6 +38,14 @@ class UserError(ValueError):
     """A mistake in the command line itself (reported like every other user error)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers send) arrived: the command stops as on Ctrl-C, with exit status 143."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 # ------------------------------------------------------------------------------------------------------- parser
 
 
@@ -136,6 +144,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.build import build_csdn
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
     from ..engine.inputs import holdout_validation
+    from ..engine.run_dir import claim_run_folder
     from ..engine.trainer import Trainer
     from .reporting import make_evaluator, print_report, validation_callback
     from .runs import resolve_train_config
@@ -147,21 +156,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
         logging.getLogger("csdn").setLevel(logging.WARNING)
     dataset = open_dataset(cfg.data.dataset, cfg.data.root, **_reader_kwargs(cfg.data.dataset, cfg.data.trial))
     init_distributed(device, info)
-    file_handler = _log_to_file(Path(cfg.runtime.output_dir) / "train.log", info.is_main)
+    file_handler = None
     try:
-        train, validation = dataset.train, None
-        if cfg.data.val_ids > 0:
-            train, validation = holdout_validation(train, cfg.data.val_ids, cfg.runtime.seed)
-        model = build_csdn(cfg, train.num_classes, device)
-        evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
-        periodic = None
-        if evaluator is not None and cfg.runtime.eval_every > 0:
-            periodic = validation_callback(evaluator, validation) if validation else evaluator.training_callback()
-        final = Trainer(cfg, model, train, evaluate=periodic, dist_info=info).fit(resume=args.resume)
-        if evaluator is not None:
-            print(f"final model: {final}")
-            if not args.no_eval:
-                print_report(evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json")
+        with claim_run_folder(cfg.runtime.output_dir, is_main=info.is_main):  # exclusive; a failed start leaves nothing
+            file_handler = _log_to_file(Path(cfg.runtime.output_dir) / "train.log", info.is_main)
+            train, validation = dataset.train, None
+            if cfg.data.val_ids > 0:
+                train, validation = holdout_validation(train, cfg.data.val_ids, cfg.runtime.seed)
+            model = build_csdn(cfg, train.num_classes, device)
+            evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
+            periodic = None
+            if evaluator is not None and cfg.runtime.eval_every > 0:
+                periodic = validation_callback(evaluator, validation) if validation else evaluator.training_callback()
+            final = Trainer(cfg, model, train, evaluate=periodic, dist_info=info).fit(resume=args.resume)
+            if evaluator is not None:
+                print(f"final model: {final}")
+                if not args.no_eval:
+                    print_report(evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json")
     finally:
         cleanup_distributed()
         if file_handler is not None:
@@ -303,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.quiet)
     from ..engine.trainer import NonFiniteLossError
 
+    previous = _handle_sigterm(_raise_terminated)
     try:
         return int(args.func(args) or 0)
     except NonFiniteLossError as error:
@@ -314,9 +326,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"csdn: error: {message}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(
+            "csdn: terminated by SIGTERM; a training run keeps its last checkpoint (continue with --resume)",
+            file=sys.stderr,
+        )
+        return 143  # 128 + SIGTERM, the status a shell reports for a process SIGTERM ended
     except KeyboardInterrupt:
         print("csdn: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _handle_sigterm(previous)
+
+
+def _handle_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM and return the previous one (nothing off the main thread or without it)."""
+    import signal
+    import threading
+
+    if handler is None or not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

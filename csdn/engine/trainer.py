@@ -43,6 +43,7 @@ from .rng import (
     restore_rng_state,
     seed_global_rngs,
 )
+from .run_dir import RunClaim, claim_run_folder, tidy_for_resume
 from .stages import Stage, StageContext, build_stages
 from .tracking import EpochMeter, MetricsLogger, progress, write_run_files
 
@@ -116,6 +117,7 @@ class Trainer:
         #: the stages the configuration trains, in order (see :func:`csdn.engine.stages.build_stages`)
         self.stages = build_stages(StageContext(cfg, self.model, train, self.device, self.dist, self.generators, banks))
         self._current: Stage | None = None
+        self._claim: RunClaim | None = None
 
     @property
     def text_banks(self) -> dict[str, torch.Tensor] | None:
@@ -130,11 +132,19 @@ class Trainer:
             resume: continue from ``checkpoints/last.pt`` of the output folder (the same configuration is
                 required); without it, a folder that already holds a checkpoint is refused.
 
+        The output folder is held exclusively for the run (:func:`csdn.engine.run_dir.claim_run_folder`); if the
+        run fails before its first epoch ends, what it created there is removed.
+
         Raises:
             FileNotFoundError: ``resume`` without a checkpoint.
             ValueError: an existing checkpoint without ``resume``, or a checkpoint of another configuration.
+            RunFolderBusyError: another live run holds the output folder (a ``ValueError`` naming it).
             NonFiniteLossError: a loss became NaN/inf (``last.pt`` keeps the last good state).
         """
+        with claim_run_folder(self.output_dir, is_main=self.dist.is_main) as self._claim:
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> Path:
         state = self._load_resume_state() if resume else None
         if state is None:
             self._start_fresh()
@@ -176,6 +186,8 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         stage, epoch = state["stage"], state["epoch"]
+        if self.dist.is_main:
+            tidy_for_resume(self.output_dir, stage, epoch)  # temp files of killed writes, metrics past the checkpoint
         if epoch >= self._stage(stage).epochs:  # the stage was complete: resume at the next one
             restore_rank_rng_state(state, self.generators, self.dist)
             following = [s.index for s in self.stages if s.index > stage]
@@ -214,6 +226,7 @@ class Trainer:
             scheduler.step()
             record = {**losses, "lr": lrs[0], "seconds": round(time.perf_counter() - tic, 3)}
             self.metrics.log(f"stage{stage.index}/epoch", step=epoch, **record)
+            self._claim.mark_started()  # from here on a failure keeps the run folder's content
             logger.info("stage %d epoch %d/%d %s", stage.index, epoch + 1, stage.epochs, _fmt(record))
             if (epoch + 1) % self.cfg.runtime.checkpoint_every == 0 or epoch + 1 == stage.epochs:
                 self._save(stage, epoch + 1, optimizer, scheduler, scaler)

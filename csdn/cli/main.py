@@ -92,6 +92,7 @@ def _add_train(sub: Any) -> None:
                    help="override one config field, e.g. --set stage3.epochs=60 (repeatable)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in runtime.output_dir")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test protocol")
+    _add_trust_code(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -126,6 +127,15 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip", action="store_true", help="do not add the flipped image's features")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
+    _add_trust_code(p)
+
+
+def _add_trust_code(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-code", action="store_true",
+        help="let a CLIP TorchScript archive that csdn's data-only reader refuses be loaded with torch.jit.load, "
+        "which RUNS CODE STORED IN THE FILE (only for files you trust; never needed for OpenAI's releases)",
+    )  # fmt: skip
 
 
 def _add_demo(sub: Any) -> None:
@@ -163,7 +173,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             train, validation = dataset.train, None
             if cfg.data.val_ids > 0:
                 train, validation = holdout_validation(train, cfg.data.val_ids, cfg.runtime.seed)
-            model = build_csdn(cfg, train.num_classes, device)
+            model = build_csdn(cfg, train.num_classes, device, trust_code=args.trust_code)
             evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
             periodic = None
             if evaluator is not None and cfg.runtime.eval_every > 0:
@@ -196,7 +206,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         require("matplotlib", "viz")
     check_report_option(args)
     device = resolve_device(args.device)
-    model, cfg, _ = load_trained_model(args.checkpoint, device)
+    model, cfg, _ = load_trained_model(args.checkpoint, device, trust_code=args.trust_code)
     name = args.dataset or cfg.data.dataset
     dataset = open_dataset(name, args.root, **_reader_kwargs(name, cfg.data.trial))
     evaluator = make_evaluator(
@@ -221,7 +231,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     paths = _image_list(args.images)
     extractor = FeatureExtractor(
         args.checkpoint, device=resolve_device(args.device), modality=args.modality, batch_size=args.batch_size,
-        flip=not args.no_flip,
+        flip=not args.no_flip, trust_code=args.trust_code,
     )  # fmt: skip
     features = extractor(paths)
     state = {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": not args.no_flip}

@@ -234,12 +234,15 @@ def checkpoint_kind(path: str | os.PathLike) -> Kind:
     return "final" if state.get("stage") == "final" else "training"
 
 
-def load_csdn(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CSDN, dict[str, Any]]:
+def load_csdn(
+    path: str | os.PathLike, device: str | torch.device = "cpu", *, trust_code: bool = False
+) -> tuple[CSDN, dict[str, Any]]:
     """Rebuild the model saved in a csdn training checkpoint or final model, in eval mode.
 
     The skeleton comes from the checkpoint's CLIP architecture record, then every tensor is loaded strictly from
     the checkpoint, so the original CLIP weights are not needed. Checkpoints written before that record existed
-    are rebuilt through ``model.clip`` of their config (which must then still be available).
+    are rebuilt through ``model.clip`` of their config (which must then still be available); that file is read as
+    data only, the checkpoint's say-so never lets it run code: only the caller's ``trust_code`` does.
 
     Returns:
         ``(model, checkpoint_dict)``; the run's configuration is ``checkpoint_dict["config"]`` (plain values).
@@ -258,7 +261,11 @@ def load_csdn(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     seed, num_classes = int(config["runtime"]["seed"]), int(state["num_classes"])
     arch = state.get(CLIP_ARCH_KEY)
     if arch is None:  # checkpoints from before the architecture record
-        model = csdn_from_config(model_cfg, num_classes, image_size, seed, device)
+        logger.warning(
+            "%s has no CLIP architecture record (older csdn): rebuilding it from model.clip=%r of its config",
+            where, model_cfg.clip,
+        )  # fmt: skip
+        model = csdn_from_config(model_cfg, num_classes, image_size, seed, device, trust_code=trust_code)
     else:
         skeleton = clip_skeleton(arch, where)
         model = csdn_from_config(model_cfg, num_classes, image_size, seed, device, clip=skeleton, clip_arch=arch)
@@ -272,7 +279,11 @@ def load_csdn(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
 
 
 def load_model_file(
-    path: str | os.PathLike, device: str | torch.device = "cpu", image_size: tuple[int, int] = (288, 144)
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    image_size: tuple[int, int] = (288, 144),
+    *,
+    trust_code: bool = False,
 ) -> tuple[CSDN, tuple[int, int]]:
     """A model for inference from a csdn checkpoint (rebuilt exactly) or an official CSDN checkpoint.
 
@@ -280,6 +291,8 @@ def load_model_file(
         path: ``csdn train`` checkpoint (``final.pt``/``last.pt``) or official ``model_<epoch>.pth``.
         device: Where the model is loaded.
         image_size: Input ``(H, W)`` an official checkpoint was trained at (csdn checkpoints record theirs).
+        trust_code: For a checkpoint without a CLIP architecture record: let the CLIP file its config names run
+            its own code (see :func:`load_csdn`).
 
     Returns:
         ``(model in eval mode, its training input (H, W))``.
@@ -301,7 +314,7 @@ def load_model_file(
             ) from None
         logger.info("loaded official CSDN checkpoint %s at %dx%d: %s", path, *image_size, str(report).splitlines()[0])
         return model, image_size
-    model, state = load_csdn(path, device)
+    model, state = load_csdn(path, device, trust_code=trust_code)
     data = state["config"]["data"]
     size = (int(data["height"]), int(data["width"]))
     logger.info("loaded %s (%s, %dx%d input)", path, state["config"]["model"]["clip"], *size)

@@ -132,3 +132,31 @@ def test_tidy_for_resume_removes_dead_temp_files_and_later_metrics(tmp_path):
     assert [p.exists() for p in stale + kept] == [False, False, True, True]
     left = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert left == [records[i] for i in (0, 1, 2, 3, 5)]
+
+
+def test_trainer_fit_holds_its_folder(tmp_path, tiny_cfg, sysu_train, held_by_other_process):
+    from csdn.engine import Trainer, build_csdn
+
+    cfg = tiny_cfg()
+    pid = held_by_other_process(cfg.runtime.output_dir)
+    trainer = Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train)
+    with pytest.raises(RunFolderBusyError, match=f"is in use by pid {pid} on host"):
+        trainer.fit()
+
+
+def test_under_torchrun_every_rank_stops_on_a_held_folder(tmp_path, sysu_root, held_by_other_process):
+    from .conftest import TINY_OVERRIDES
+
+    out = tmp_path / "run"
+    pid = held_by_other_process(out)
+    sets = [x for item in [*TINY_OVERRIDES, f"runtime.output_dir={out}"] for x in ("--set", item)]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "csdn"]
+    done = subprocess.run(
+        [*launcher, "-q", "train", "--preset", "demo", "--root", str(sysu_root), "--no-eval", *sets],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )  # fmt: skip  (a rank waiting forever would hit the timeout)
+    assert done.returncode != 0
+    assert done.stderr.count(f"csdn: error: run folder {str(out)!r} is in use by pid {pid}") == 2, done.stderr[-2000:]

@@ -4,7 +4,8 @@
   (``fcntl.flock``) on ``output_dir/run.lock``, which also holds a JSON record of the holder (pid, host, start
   time, command) so a second run can say who has the folder. The OS drops the lock when its process dies, so
   the lock of a killed run is taken over (with a log line naming it). Without ``fcntl`` (Windows) the record
-  file alone is the lock: a record of a dead process on this host is taken over, any other is refused.
+  file alone is the lock: a record of a process that is gone is taken over where that can be told (POSIX
+  without ``fcntl``), any other is refused with a message naming the file to delete.
   Claims nest within a process (the CLI claims the folder, then :meth:`Trainer.fit` claims it again); under
   ``torchrun`` only rank 0 locks, and every rank learns the outcome, so none waits on a refused rank 0.
 * A run that fails before its first epoch ends (before :meth:`RunClaim.mark_started`) removes what it created:
@@ -109,7 +110,8 @@ class RunClaim:
                 _describe(previous),
             )
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, (json.dumps(record) + "\n").encode(), 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.write(self._fd, (json.dumps(record) + "\n").encode())
 
     def _lock_os(self) -> dict[str, Any] | None:
         """flock the lock file; returns the record a previous, gone holder left in it (if any)."""
@@ -162,9 +164,12 @@ class RunClaim:
         """Remove the lock file and drop the lock (removing first, so a waiting opener sees a fresh file)."""
         if self._fd is None:
             return
+        if fcntl is None:  # Windows cannot remove an open file; the record file is the lock there
+            os.close(self._fd)
         with contextlib.suppress(FileNotFoundError):
             self.lock_path.unlink()
-        os.close(self._fd)  # closing drops the flock
+        if fcntl is not None:
+            os.close(self._fd)  # closing drops the flock
         self._fd = None
 
     # ------------------------------------------------------------------------------------------- clean-up

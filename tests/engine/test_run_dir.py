@@ -160,3 +160,22 @@ def test_under_torchrun_every_rank_stops_on_a_held_folder(tmp_path, sysu_root, h
     )  # fmt: skip  (a rank waiting forever would hit the timeout)
     assert done.returncode != 0
     assert done.stderr.count(f"csdn: error: run folder {str(out)!r} is in use by pid {pid}") == 2, done.stderr[-2000:]
+
+
+def test_without_os_locks_the_record_file_is_the_lock(tmp_path, monkeypatch, caplog):
+    from csdn.engine import run_dir
+
+    monkeypatch.setattr(run_dir, "fcntl", None)  # as on Windows
+    folder = tmp_path / "run"
+    folder.mkdir()
+    alive = {"pid": os.getppid(), "host": platform.node(), "started": "2026-01-01 00:00:00 UTC"}
+    (folder / LOCK_NAME).write_text(json.dumps(alive))
+    with pytest.raises(RunFolderBusyError, match=f"in use by pid {os.getppid()} .* if that run is gone, delete"):
+        with claim_run_folder(folder):
+            pass
+    (folder / LOCK_NAME).write_text(json.dumps({**alive, "pid": _dead_pid()}))
+    with caplog.at_level(logging.WARNING, logger="csdn.engine.run_dir"), claim_run_folder(folder) as claim:
+        assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
+        claim.mark_started()
+    assert "is locked by its record file only" in caplog.text and "taking over the lock" in caplog.text
+    assert not (folder / LOCK_NAME).exists()

@@ -3,7 +3,8 @@
 Also runs as ``python -m csdn`` and under ``torchrun --nproc_per_node=N -m csdn train ...`` (DDP). This is the
 only module that wires the layers together (the trainer receives the evaluator as a callable). User mistakes
 (missing folder, unknown dataset, bad ``--set`` key, foreign checkpoint) print one ``csdn: error: ...`` line on
-stderr and exit with status 2; ``CSDN_DEBUG=1`` shows the traceback instead.
+stderr and exit with status 2; ``CSDN_DEBUG=1`` shows the traceback instead. Ctrl-C exits with status 130 and
+SIGTERM (what schedulers send) with 143, each after one line; a training run keeps its last checkpoint.
 """
 
 from __future__ import annotations

@@ -179,3 +179,13 @@ def test_without_os_locks_the_record_file_is_the_lock(tmp_path, monkeypatch, cap
         claim.mark_started()
     assert "is locked by its record file only" in caplog.text and "taking over the lock" in caplog.text
     assert not (folder / LOCK_NAME).exists()
+
+
+def test_a_trainer_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path, tiny_cfg, sysu_train):
+    from csdn.engine import Trainer, build_csdn
+
+    cfg = tiny_cfg(output="runs/new")
+    trainer = Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        trainer.fit(resume=True)
+    assert not (tmp_path / "runs" / "new").exists()

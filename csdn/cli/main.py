@@ -3,7 +3,8 @@
 Also runs as ``python -m csdn`` and under ``torchrun --nproc_per_node=N -m csdn train ...`` (DDP). This is the
 only module that wires the layers together (the trainer receives the evaluator as a callable). User mistakes
 (missing folder, unknown dataset, bad ``--set`` key, foreign checkpoint) print one ``csdn: error: ...`` line on
-stderr and exit with status 2; ``CSDN_DEBUG=1`` shows the traceback instead.
+stderr and exit with status 2; ``CSDN_DEBUG=1`` shows the traceback instead. Ctrl-C exits with status 130 and
+SIGTERM (what schedulers send) with 143, each after one line; a training run keeps its last checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ EXAMPLES = """examples:
 
 class UserError(ValueError):
     """A mistake in the command line itself (reported like every other user error)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers send) arrived: the command stops as on Ctrl-C, with exit status 143."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 # ------------------------------------------------------------------------------------------------------- parser
@@ -85,6 +94,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in runtime.output_dir")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test protocol")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML or JSON) and exit")
+    _add_trust_code(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -119,6 +129,15 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip", action="store_true", help="do not add the flipped image's features")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
+    _add_trust_code(p)
+
+
+def _add_trust_code(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-code", action="store_true",
+        help="let a CLIP TorchScript archive that csdn's data-only reader refuses be loaded with torch.jit.load, "
+        "which RUNS CODE STORED IN THE FILE (only for files you trust; never needed for OpenAI's releases)",
+    )  # fmt: skip
 
 
 def _add_demo(sub: Any) -> None:
@@ -137,6 +156,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.build import build_csdn
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
     from ..engine.inputs import holdout_validation
+    from ..engine.run_dir import claim_run_folder
     from ..engine.trainer import Trainer
     from .reporting import make_evaluator, print_report, validation_callback
     from .runs import resolve_train_config
@@ -151,21 +171,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
         logging.getLogger("csdn").setLevel(logging.WARNING)
     dataset = open_dataset(cfg.data.dataset, cfg.data.root, **_reader_kwargs(cfg.data.dataset, cfg.data.trial))
     init_distributed(device, info)
-    file_handler = _log_to_file(Path(cfg.runtime.output_dir) / "train.log", info.is_main)
+    file_handler = None
     try:
-        train, validation = dataset.train, None
-        if cfg.data.val_ids > 0:
-            train, validation = holdout_validation(train, cfg.data.val_ids, cfg.runtime.seed)
-        model = build_csdn(cfg, train.num_classes, device)
-        evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
-        periodic = None
-        if evaluator is not None and cfg.runtime.eval_every > 0:
-            periodic = validation_callback(evaluator, validation) if validation else evaluator.training_callback()
-        final = Trainer(cfg, model, train, evaluate=periodic, dist_info=info).fit(resume=args.resume)
-        if evaluator is not None:
-            print(f"final model: {final}")
-            if not args.no_eval:
-                print_report(evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json")
+        with claim_run_folder(cfg.runtime.output_dir, is_main=info.is_main):  # exclusive; a failed start leaves nothing
+            file_handler = _log_to_file(Path(cfg.runtime.output_dir) / "train.log", info.is_main)
+            train, validation = dataset.train, None
+            if cfg.data.val_ids > 0:
+                train, validation = holdout_validation(train, cfg.data.val_ids, cfg.runtime.seed)
+            model = build_csdn(cfg, train.num_classes, device, trust_code=args.trust_code)
+            evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
+            periodic = None
+            if evaluator is not None and cfg.runtime.eval_every > 0:
+                periodic = validation_callback(evaluator, validation) if validation else evaluator.training_callback()
+            final = Trainer(cfg, model, train, evaluate=periodic, dist_info=info).fit(resume=args.resume)
+            if evaluator is not None:
+                print(f"final model: {final}")
+                if not args.no_eval:
+                    print_report(evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json")
     finally:
         cleanup_distributed()
         if file_handler is not None:
@@ -189,7 +211,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         require("matplotlib", "viz")
     check_report_option(args)
     device = resolve_device(args.device)
-    model, cfg, _ = load_trained_model(args.checkpoint, device)
+    model, cfg, _ = load_trained_model(args.checkpoint, device, trust_code=args.trust_code)
     name = args.dataset or cfg.data.dataset
     dataset = open_dataset(name, args.root, **_reader_kwargs(name, cfg.data.trial))
     evaluator = make_evaluator(
@@ -214,7 +236,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     paths = _image_list(args.images)
     extractor = FeatureExtractor(
         args.checkpoint, device=resolve_device(args.device), modality=args.modality, batch_size=args.batch_size,
-        flip=not args.no_flip,
+        flip=not args.no_flip, trust_code=args.trust_code,
     )  # fmt: skip
     features = extractor(paths, progress=True)
     state = {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": not args.no_flip}
@@ -320,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.quiet)
     from ..engine.trainer import NonFiniteLossError
 
+    previous = _handle_sigterm(_raise_terminated)
     try:
         return int(args.func(args) or 0)
     except NonFiniteLossError as error:
@@ -331,9 +354,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"csdn: error: {message}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(
+            "csdn: terminated by SIGTERM; a training run keeps its last checkpoint (continue with --resume)",
+            file=sys.stderr,
+        )
+        return 143  # 128 + SIGTERM, the status a shell reports for a process SIGTERM ended
     except KeyboardInterrupt:
         print("csdn: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _handle_sigterm(previous)
+
+
+def _handle_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM and return the previous one (nothing off the main thread or without it)."""
+    import signal
+    import threading
+
+    if handler is None or not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,8 +50,6 @@ class MetricsLogger:
     def __init__(self, path: str | os.PathLike | None, tensorboard_dir: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self._writer = None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path is not None and tensorboard_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -66,6 +64,7 @@ class MetricsLogger:
             return
         record = {"time": round(time.time(), 3), "event": event, "step": step}
         record.update({k: _plain_number(v) for k, v in values.items()})
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # on first use: constructing a run creates no folder
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         if self._writer is not None and step is not None:

@@ -44,6 +44,7 @@ from .rng import (
     restore_rng_state,
     seed_global_rngs,
 )
+from .run_dir import RunClaim, claim_run_folder, tidy_for_resume
 from .schedules import schedule_problems
 from .stages import Stage, StageContext, build_stages
 from .tracking import EpochMeter, MetricsLogger, save_snapshot, write_run_files
@@ -151,6 +152,7 @@ class Trainer:
             self.metrics, cfg.runtime.log_every if self.dist.is_main else 0, cfg.runtime.progress and self.dist.is_main,
             {stage.index: stage.epochs for stage in self.stages},
         )  # fmt: skip
+        self._claim: RunClaim | None = None
 
     @property
     def text_banks(self) -> dict[str, torch.Tensor] | None:
@@ -165,15 +167,22 @@ class Trainer:
             resume: continue from ``checkpoints/last.pt`` of the output folder (the same configuration is
                 required); without it, a folder that already holds a checkpoint is refused.
 
+        The output folder is held exclusively for the run (:func:`csdn.engine.run_dir.claim_run_folder`); if the
+        run fails before its first epoch ends, what it created there is removed.
+
         Raises:
             FileNotFoundError: ``resume`` without a checkpoint.
             ValueError: an existing checkpoint without ``resume``, or a checkpoint of another configuration.
+            RunFolderBusyError: another live run holds the output folder (a ``ValueError`` naming it).
             NonFiniteLossError: a loss became NaN/inf (``last.pt`` keeps the last good state).
 
         The run logs to the console and to ``output_dir/train.log`` while it trains, leaving the user's own
         logging configuration alone (see :func:`csdn.engine.logs.run_log_handlers`).
         """
-        with run_log_handlers(self.output_dir / "train.log", enabled=self.dist.is_main):
+        with (
+            claim_run_folder(self.output_dir, is_main=self.dist.is_main) as self._claim,
+            run_log_handlers(self.output_dir / "train.log", enabled=self.dist.is_main),
+        ):
             return self._fit(resume)
 
     def _fit(self, resume: bool) -> Path:
@@ -218,6 +227,8 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         stage, epoch = state["stage"], state["epoch"]
+        if self.dist.is_main:
+            tidy_for_resume(self.output_dir, stage, epoch)  # temp files of killed writes, metrics past the checkpoint
         if epoch >= self._stage(stage).epochs:  # the stage was complete: resume at the next one
             restore_rank_rng_state(state, self.generators, self.dist)
             following = [s.index for s in self.stages if s.index > stage]
@@ -256,6 +267,7 @@ class Trainer:
             scheduler.step()
             record = {**losses, "lr": lrs[0], "seconds": round(time.perf_counter() - tic, 3)}
             self.metrics.log(f"stage{stage.index}/epoch", step=epoch, **record)
+            self._claim.mark_started()  # from here on a failure keeps the run folder's content
             logger.info("stage %d epoch %d/%d %s", stage.index, epoch + 1, stage.epochs, _fmt(record))
             if (epoch + 1) % self.cfg.runtime.checkpoint_every == 0 or epoch + 1 == stage.epochs:
                 self._save(stage, epoch + 1, optimizer, scheduler, scaler)

@@ -23,6 +23,7 @@ weights file.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -40,7 +41,9 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "FEATURES_FORMAT",
     "CLIP_ARCH_KEY",
+    "DIGEST_KEY",
     "check_plain",
+    "content_digest",
     "save_checkpoint",
     "load_checkpoint",
     "model_record",
@@ -56,6 +59,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "csdn-checkpoint-v1"  # stored under "format"; identifies a csdn training checkpoint/final model
 FEATURES_FORMAT = "csdn-features-v1"  # format tag of feature files (stage-1/2 caches, ``csdn extract`` output)
 CLIP_ARCH_KEY = "clip_arch"  # entry holding the CLIP constructor arguments of the trained model
+DIGEST_KEY = "sha256"  # entry holding the digest of every other entry (:func:`content_digest`), checked on load
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
@@ -80,18 +84,52 @@ def check_plain(value: Any, where: str = "checkpoint") -> None:
     )
 
 
+def content_digest(value: Any) -> str:
+    """SHA-256 (hex) of a nested dict of tensors and plain values, independent of how it is serialised.
+
+    Every entry is hashed with its type: keys in order, strings/numbers by their ``repr``, tensors by dtype,
+    shape and raw bytes (lists and tuples alike, since a file may give one back as the other). The digest is
+    therefore the same after a save/load round trip whatever the map location, and any changed byte of any
+    tensor or value changes it. Tensors are hashed one at a time from a CPU copy.
+    """
+    digest = hashlib.sha256()
+    _hash_into(digest, value)
+    return digest.hexdigest()
+
+
+def _hash_into(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"T{flat.dtype}{tuple(value.shape)}:".encode())
+        digest.update(flat.view(torch.uint8).numpy())  # raw bytes, no copy; works for every dtype (bf16 too)
+    elif isinstance(value, Mapping):
+        digest.update(f"D{len(value)}:".encode())
+        for key, item in value.items():
+            _hash_into(digest, key)
+            _hash_into(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}:".encode())
+        for item in value:
+            _hash_into(digest, item)
+    else:  # plain scalar (check_plain guarantees it); the type name keeps 1, 1.0, True and "1" apart
+        text = repr(value).encode()
+        digest.update(f"S{type(value).__name__}{len(text)}:".encode() + text)
+
+
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike, *, format: str = CHECKPOINT_FORMAT) -> Path:
-    """Write ``state`` (plus ``format``) to ``path`` atomically: temp file in the same folder, fsync, rename.
+    """Write ``state`` (plus ``format`` and its digest) to ``path`` atomically: temp file, fsync, rename.
 
     The one writer of every csdn file. A crash or SIGKILL during the write leaves the previous file at ``path``
-    intact. ``format`` tags the content (:data:`CHECKPOINT_FORMAT` or :data:`FEATURES_FORMAT`).
+    intact. ``format`` tags the content (:data:`CHECKPOINT_FORMAT` or :data:`FEATURES_FORMAT`);
+    :data:`DIGEST_KEY` holds :func:`content_digest` of everything else, which :func:`load_checkpoint` checks.
 
     Raises:
         TypeError: if ``state`` holds anything but tensors and plain Python values.
     """
     path = Path(path)
-    payload = {"format": format, **state}
+    payload = {"format": format, **{k: v for k, v in state.items() if k != DIGEST_KEY}}
     check_plain(payload)
+    payload[DIGEST_KEY] = content_digest(payload)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         torch.save(payload, handle)
         handle.flush()
@@ -102,13 +140,15 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike, *, format
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", *, format: str = CHECKPOINT_FORMAT
 ) -> dict[str, Any]:
-    """Load a file written by :func:`save_checkpoint` with ``weights_only=True``, checking its ``format`` tag.
+    """Load a file written by :func:`save_checkpoint` with ``weights_only=True``, checking its tag and digest.
 
-    The one reader of every csdn file.
+    The one reader of every csdn file. The digest is checked unless ``map_location`` is ``"meta"`` (a cheap look
+    at the structure that reads no tensor data). Files written before digests existed load with a warning.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not a csdn file of that format (e.g. a raw state dict or a CLIP file).
+        ValueError: if the file is not a csdn file of that format (e.g. a raw state dict or a CLIP file), or its
+            content does not match its digest (the file was corrupted after it was written).
     """
     path = Path(path)
     if not path.is_file():
@@ -123,7 +163,22 @@ def load_checkpoint(
             f"checkpoint {str(path)!r} is not a csdn {what} (no format={format!r} entry); "
             "pass a file written by `csdn train`"
         )
+    stored = state.pop(DIGEST_KEY, None)
+    if str(map_location) != "meta":
+        _verify_digest(path, state, stored)
     return state
+
+
+def _verify_digest(path: Path, state: dict[str, Any], stored: Any) -> None:
+    if stored is None:
+        logger.warning("%s has no content digest (written by an older csdn); its integrity cannot be checked", path)
+        return
+    actual = content_digest(state)
+    if actual != stored:
+        raise ValueError(
+            f"{str(path)!r} is corrupted: its content does not match the sha256 digest written with it "
+            f"(stored {str(stored)[:12]}..., found {actual[:12]}...); restore the file from a copy or recreate it"
+        )
 
 
 # ------------------------------------------------------------------------------------------- what files hold
@@ -179,12 +234,15 @@ def checkpoint_kind(path: str | os.PathLike) -> Kind:
     return "final" if state.get("stage") == "final" else "training"
 
 
-def load_csdn(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CSDN, dict[str, Any]]:
+def load_csdn(
+    path: str | os.PathLike, device: str | torch.device = "cpu", *, trust_code: bool = False
+) -> tuple[CSDN, dict[str, Any]]:
     """Rebuild the model saved in a csdn training checkpoint or final model, in eval mode.
 
     The skeleton comes from the checkpoint's CLIP architecture record, then every tensor is loaded strictly from
     the checkpoint, so the original CLIP weights are not needed. Checkpoints written before that record existed
-    are rebuilt through ``model.clip`` of their config (which must then still be available).
+    are rebuilt through ``model.clip`` of their config (which must then still be available); that file is read as
+    data only, the checkpoint's say-so never lets it run code: only the caller's ``trust_code`` does.
 
     Returns:
         ``(model, checkpoint_dict)``; the run's configuration is ``checkpoint_dict["config"]`` (plain values).
@@ -203,7 +261,11 @@ def load_csdn(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     seed, num_classes = int(config["runtime"]["seed"]), int(state["num_classes"])
     arch = state.get(CLIP_ARCH_KEY)
     if arch is None:  # checkpoints from before the architecture record
-        model = csdn_from_config(model_cfg, num_classes, image_size, seed, device)
+        logger.warning(
+            "%s has no CLIP architecture record (older csdn): rebuilding it from model.clip=%r of its config",
+            where, model_cfg.clip,
+        )  # fmt: skip
+        model = csdn_from_config(model_cfg, num_classes, image_size, seed, device, trust_code=trust_code)
     else:
         skeleton = clip_skeleton(arch, where)
         model = csdn_from_config(model_cfg, num_classes, image_size, seed, device, clip=skeleton, clip_arch=arch)
@@ -217,7 +279,11 @@ def load_csdn(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
 
 
 def load_model_file(
-    path: str | os.PathLike, device: str | torch.device = "cpu", image_size: tuple[int, int] = (288, 144)
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    image_size: tuple[int, int] = (288, 144),
+    *,
+    trust_code: bool = False,
 ) -> tuple[CSDN, tuple[int, int]]:
     """A model for inference from a csdn checkpoint (rebuilt exactly) or an official CSDN checkpoint.
 
@@ -225,6 +291,8 @@ def load_model_file(
         path: ``csdn train`` checkpoint (``final.pt``/``last.pt``) or official ``model_<epoch>.pth``.
         device: Where the model is loaded.
         image_size: Input ``(H, W)`` an official checkpoint was trained at (csdn checkpoints record theirs).
+        trust_code: For a checkpoint without a CLIP architecture record: let the CLIP file its config names run
+            its own code (see :func:`load_csdn`).
 
     Returns:
         ``(model in eval mode, its training input (H, W))``.
@@ -246,7 +314,7 @@ def load_model_file(
             ) from None
         logger.info("loaded official CSDN checkpoint %s at %dx%d: %s", path, *image_size, str(report).splitlines()[0])
         return model, image_size
-    model, state = load_csdn(path, device)
+    model, state = load_csdn(path, device, trust_code=trust_code)
     data = state["config"]["data"]
     size = (int(data["height"]), int(data["width"]))
     logger.info("loaded %s (%s, %dx%d input)", path, state["config"]["model"]["clip"], *size)

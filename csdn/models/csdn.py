@@ -130,6 +130,7 @@ class CSDN(nn.Module):
         download_root: str | None = None,
         generator: torch.Generator | None = None,
         clip_arch: Mapping[str, Any] | None = None,
+        trust_code: bool = False,
     ) -> CSDN:
         """Build CSDN from a CLIP model, checkpoint name/path or OpenAI-keyed state dict.
 
@@ -152,11 +153,13 @@ class CSDN(nn.Module):
             generator: RNG for the prompt-context initialisation (heads use torch's default initialisation).
             clip_arch: The CLIP architecture record kept as :attr:`clip_arch` (see
                 :func:`csdn.models.factory.clip_architecture`).
+            trust_code: Let a CLIP TorchScript archive the data-only reader refuses run its own code
+                (``torch.jit.load``); see :func:`csdn.clip.read_state_dict`.
 
         Returns:
             The model in train mode on ``device``; the CLIP token embedding and logit scale are not kept.
         """
-        clip_model = _as_clip(clip, image_size, last_stride, download_root)
+        clip_model = _as_clip(clip, image_size, last_stride, download_root, trust_code)
         embed_dim = int(clip_model.text_projection.shape[1])
         learners = {"shared": None} if shared_prompts else dict.fromkeys(MODALITIES)
         for key in learners:
@@ -315,30 +318,36 @@ class CSDN(nn.Module):
 
 
 def read_clip_weights(
-    name_or_path: str | os.PathLike, download_root: str | os.PathLike | None = None, argument: str = "clip"
+    name_or_path: str | os.PathLike,
+    download_root: str | os.PathLike | None = None,
+    argument: str = "clip",
+    *,
+    trust_code: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The CLIP state dict an official model name (downloaded, SHA-256 verified) or a local file names.
 
-    The one name-or-path resolution of the models layer (``CSDN.from_clip`` and ``ModelConfig.clip``).
+    The one name-or-path resolution of the models layer (``CSDN.from_clip`` and ``ModelConfig.clip``). Files are
+    read as data only (:func:`csdn.clip.read_state_dict`) unless ``trust_code`` lets a TorchScript archive that
+    the data-only reader refuses run its own code.
 
     Raises:
         FileNotFoundError: naming ``argument`` if ``name_or_path`` is neither an available model nor a file.
     """
     name = str(name_or_path)
     if name in clip_pkg.available_models():
-        return clip_pkg.read_state_dict(clip_pkg.download(model_url(name), download_root))
+        return clip_pkg.read_state_dict(clip_pkg.download(model_url(name), download_root), trust_code=trust_code)
     if not os.path.isfile(name_or_path):
         raise FileNotFoundError(
             f"{argument}={name!r} not found: it is neither an available CLIP model {clip_pkg.available_models()} "
             "nor an existing CLIP checkpoint file"
         )
-    return clip_pkg.read_state_dict(name_or_path)
+    return clip_pkg.read_state_dict(name_or_path, trust_code=trust_code)
 
 
-def _as_clip(clip, image_size, last_stride, download_root) -> nn.Module:
+def _as_clip(clip, image_size, last_stride, download_root, trust_code: bool = False) -> nn.Module:
     """Return a CLIP model for ``from_clip``: as given, or built from a state dict / local file / model name."""
     if isinstance(clip, nn.Module):
         return clip
-    state = clip if isinstance(clip, Mapping) else read_clip_weights(clip, download_root)
+    state = clip if isinstance(clip, Mapping) else read_clip_weights(clip, download_root, trust_code=trust_code)
     stride = None if "visual.proj" in state else last_stride
     return clip_pkg.build_model(state, image_size=image_size, last_stride=stride)

@@ -90,8 +90,10 @@ def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
     return ModelConfig(**{k: v for k, v in data.items() if k in known})
 
 
-def clip_state_dict(model: ModelConfig) -> Mapping[str, torch.Tensor]:
+def clip_state_dict(model: ModelConfig, *, trust_code: bool = False) -> Mapping[str, torch.Tensor]:
     """The CLIP weights ``model.clip`` names: a tiny random CLIP, an official name (downloaded) or a local file.
+
+    Files are read as data only unless ``trust_code`` (see :func:`csdn.models.csdn.read_clip_weights`).
 
     Raises:
         ValueError: for an unknown tiny CLIP name.
@@ -103,7 +105,7 @@ def clip_state_dict(model: ModelConfig) -> Mapping[str, torch.Tensor]:
         if arch not in ("RN", "ViT"):
             raise ValueError(f"model.clip={name!r} is invalid: the tiny CLIPs are 'tiny-RN' and 'tiny-ViT'")
         return tiny_state_dict(arch, seed=model.clip_seed)
-    return read_clip_weights(name, argument="model.clip")
+    return read_clip_weights(name, argument="model.clip", trust_code=trust_code)
 
 
 def clip_architecture(
@@ -150,6 +152,7 @@ def csdn_from_config(
     *,
     clip: CLIP | None = None,
     clip_arch: Mapping[str, Any] | None = None,
+    trust_code: bool = False,
 ) -> CSDN:
     """A freshly initialised CSDN for ``model`` (deterministic for ``seed``; the global RNG is left as it was).
 
@@ -162,12 +165,13 @@ def csdn_from_config(
         clip: A CLIP skeleton to build from (rebuilding a checkpoint, ``clip_arch`` given); default: the weights
             ``model.clip`` names.
         clip_arch: The architecture record of ``clip`` (default: computed from the CLIP weights).
+        trust_code: Let a CLIP TorchScript archive that the data-only reader refuses run its own code.
 
     Returns:
         The model, whose ``clip_arch`` is its CLIP architecture record.
     """
     if clip is None:
-        state = clip_state_dict(model)
+        state = clip_state_dict(model, trust_code=trust_code)
         clip_arch = clip_architecture(state, image_size, model.last_stride)
         source: Any = state
     else:

@@ -1,0 +1,309 @@
+"""A run folder belongs to one run at a time, a failed start leaves nothing behind, and resume tidies it first.
+
+* :func:`claim_run_folder` holds an exclusive lock on ``output_dir`` for the life of a run: an OS lock
+  (``fcntl.flock``) on ``output_dir/run.lock``, which also holds a JSON record of the holder (pid, host, start
+  time, command) so a second run can say who has the folder. The OS drops the lock when its process dies, so
+  the lock of a killed run is taken over (with a log line naming it). Without ``fcntl`` (Windows) the record
+  file alone is the lock: a record of a process that is gone is taken over where that can be told (POSIX
+  without ``fcntl``), any other is refused with a message naming the file to delete.
+  Claims nest within a process (the CLI claims the folder, then :meth:`Trainer.fit` claims it again); under
+  ``torchrun`` only rank 0 locks, and every rank learns the outcome, so none waits on a refused rank 0.
+* A run that fails before its first epoch ends (before :meth:`RunClaim.mark_started`) removes what it created:
+  the folder if it made it, else only the files and folders that were not there before.
+* :func:`tidy_for_resume` removes temporary files a killed write left (``.<name>.<pid>.<hex>.tmp<suffix>``, see
+  :func:`csdn._io.atomic_path`) and the ``metrics.jsonl`` records written after the checkpoint resumed from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from .._io import atomic_write_text
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory file locks in the standard library
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["LOCK_NAME", "RunFolderBusyError", "RunClaim", "claim_run_folder", "tidy_for_resume"]
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = "run.lock"  # lock file in the run folder; removed when the run ends
+_CLAIMS: dict[str, RunClaim] = {}  # folders this process holds (absolute path -> claim), for nested claims
+_TEMP_FILE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?$")  # csdn._io.atomic_path's temporary names
+
+
+class RunFolderBusyError(ValueError):
+    """Another live run holds the run folder."""
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (``True`` when it cannot be told, i.e. off POSIX)."""
+    if os.name != "posix":
+        return True  # os.kill would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _describe(record: dict[str, Any] | None) -> str:
+    if not record:
+        return "another process (its record is not written yet)"
+    return f"pid {record.get('pid')} on host {record.get('host')}, started {record.get('started')}"
+
+
+class RunClaim:
+    """This process's claim on a run folder (see the module docstring); made by :func:`claim_run_folder`."""
+
+    def __init__(self, folder: Path, active: bool) -> None:
+        self.folder = folder
+        self.lock_path = folder / LOCK_NAME
+        self.active = active  # False on ranks other than 0: nothing locked, nothing cleaned
+        self.started = False
+        self.created_folder = False
+        self._before: set[str] = set()
+        self._fd: int | None = None
+
+    def mark_started(self) -> None:
+        """Record that the run finished an epoch: from now on a failure keeps the folder's content."""
+        self.started = True
+
+    # -------------------------------------------------------------------------------------------------- lock
+    def acquire(self) -> None:
+        """Create the folder if needed, snapshot its content and take the lock.
+
+        Raises:
+            RunFolderBusyError: if another live run holds the folder (the message names it).
+        """
+        self.created_folder = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._before = {str(p.relative_to(self.folder)) for p in self.folder.rglob("*")}
+        record = {
+            "pid": os.getpid(),
+            "host": platform.node(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "argv": list(sys.argv),
+        }
+        previous = self._lock_os() if fcntl is not None else self._lock_record_only()
+        if previous:
+            logger.warning(
+                "%s: taking over the lock of a run that ended without releasing it (%s)",
+                self.folder,
+                _describe(previous),
+            )
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.write(self._fd, (json.dumps(record) + "\n").encode())
+
+    def _lock_os(self) -> dict[str, Any] | None:
+        """flock the lock file; returns the record a previous, gone holder left in it (if any)."""
+        for _ in range(10):  # retried only if a releasing holder removed the file between our open and flock
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self._read_record()
+                os.close(fd)
+                raise RunFolderBusyError(
+                    f"run folder {str(self.folder)!r} is in use by {_describe(holder)}; wait for that run to end "
+                    "or choose another runtime.output_dir"
+                ) from None
+            try:
+                same_file = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if same_file:
+                self._fd = fd
+                return self._read_record()
+            os.close(fd)
+        raise RunFolderBusyError(f"could not lock {str(self.lock_path)!r}: it keeps being replaced")
+
+    def _lock_record_only(self) -> dict[str, Any] | None:
+        """Without OS locks: create the record file exclusively, taking over one of a dead process on this host."""
+        logger.warning("no OS file locks on this platform: %s is locked by its record file only", self.folder)
+        try:
+            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            return None
+        except FileExistsError:
+            holder = self._read_record()
+        gone = holder and holder.get("host") == platform.node() and not _pid_alive(int(holder.get("pid", -1)))
+        if not gone:
+            raise RunFolderBusyError(
+                f"run folder {str(self.folder)!r} is in use by {_describe(holder)}; if that run is gone, delete "
+                f"{str(self.lock_path)!r}"
+            )
+        self._fd = os.open(self.lock_path, os.O_RDWR)
+        return holder
+
+    def _read_record(self) -> dict[str, Any] | None:
+        try:
+            text = self.lock_path.read_text(encoding="utf-8").strip()
+            return json.loads(text) if text else None
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (removing first, so a waiting opener sees a fresh file)."""
+        if self._fd is None:
+            return
+        if fcntl is None:  # Windows cannot remove an open file; the record file is the lock there
+            os.close(self._fd)
+        with contextlib.suppress(FileNotFoundError):
+            self.lock_path.unlink()
+        if fcntl is not None:
+            os.close(self._fd)  # closing drops the flock
+        self._fd = None
+
+    # ------------------------------------------------------------------------------------------- clean-up
+    def remove_created(self) -> None:
+        """Delete what appeared in the folder since :meth:`acquire` (all of it if the claim made the folder)."""
+        removed = 0
+        for root, dirs, files in os.walk(self.folder, topdown=False):
+            for name in files + dirs:
+                path = Path(root) / name
+                rel = str(path.relative_to(self.folder))
+                if rel in self._before or rel == LOCK_NAME:
+                    continue
+                try:
+                    path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+                    removed += 1
+                except OSError as exc:  # e.g. a folder that still holds files of another writer
+                    logger.warning("could not remove %s after the failed start: %s", path, exc)
+        if removed:
+            logger.info(
+                "the run failed before its first epoch: removed the %d entries it created in %s", removed, self.folder
+            )
+
+
+def _agree(error: str | None) -> str | None:
+    """Rank 0's outcome of claiming the folder, on every rank (no-op without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return error
+    message = [error]
+    dist.broadcast_object_list(message, src=0)
+    return message[0]
+
+
+@contextlib.contextmanager
+def claim_run_folder(folder: str | os.PathLike, *, is_main: bool = True) -> Iterator[RunClaim]:
+    """Hold ``folder`` exclusively for the block; if the block fails before the run started, undo its creations.
+
+    Args:
+        folder: the run folder (``runtime.output_dir``); created if missing.
+        is_main: this process is rank 0 (the only one that locks and cleans; every rank must enter the block).
+
+    Yields:
+        The :class:`RunClaim` (call :meth:`RunClaim.mark_started` once the first epoch is done). A nested claim
+        of the same folder in the same process yields the outer one.
+
+    Raises:
+        RunFolderBusyError: if another live run holds the folder (on every rank under ``torchrun``).
+    """
+    key = os.path.abspath(folder)
+    claim = _CLAIMS.get(key)
+    outer = claim is None
+    error = None
+    if outer:
+        claim = RunClaim(Path(folder), active=is_main)
+        if is_main:
+            try:
+                claim.acquire()
+            except (RunFolderBusyError, OSError) as exc:
+                error = str(exc) if isinstance(exc, RunFolderBusyError) else f"cannot lock run folder {key!r}: {exc}"
+    error = _agree(error)
+    if error is not None:
+        if claim.created_folder:
+            with contextlib.suppress(OSError):
+                claim.folder.rmdir()
+        raise RunFolderBusyError(error)
+    if not outer:
+        yield claim
+        return
+    _CLAIMS[key] = claim
+    try:
+        yield claim
+    except BaseException:
+        if claim.active and not claim.started:
+            claim.remove_created()
+        raise
+    finally:
+        del _CLAIMS[key]
+        claim.release()
+        if claim.active and claim.created_folder and not claim.started:
+            with contextlib.suppress(OSError):
+                claim.folder.rmdir()  # only if empty, i.e. the run failed (or another run took the folder since)
+
+
+# ------------------------------------------------------------------------------------------------------ resume
+
+
+def tidy_for_resume(folder: str | os.PathLike, stage: int, epoch: int) -> None:
+    """Prepare ``folder`` for resuming from a checkpoint of ``stage`` after ``epoch`` epochs (rank 0 only).
+
+    Removes temporary files of killed writes (:func:`csdn._io.atomic_path` names; only those of processes that
+    are gone) and rewrites ``metrics.jsonl`` without the records the resumed run will write again: epoch and
+    evaluation records (``stage{k}/...`` events, ``step`` = 0-based epoch) of later stages or of epochs
+    ``>= epoch`` of ``stage``, and unreadable lines (a write cut short).
+    """
+    folder = Path(folder)
+    for path in sorted(folder.rglob(".*.tmp*")):
+        match = _TEMP_FILE.match(path.name)
+        if match is None or _pid_alive(int(match.group(1))) and int(match.group(1)) != os.getpid():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        logger.info("removed %s, left by an interrupted write", path)
+    _truncate_metrics(folder / "metrics.jsonl", stage, epoch)
+
+
+def _truncate_metrics(path: Path, stage: int, epoch: int) -> None:
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if _before_checkpoint(line, stage, epoch)]
+    if len(kept) == len(lines):
+        return
+    if kept and not kept[-1].endswith("\n"):
+        kept[-1] += "\n"
+    atomic_write_text(path, "".join(kept))
+    logger.info(
+        "dropped %d record(s) of %s written after the checkpoint (stage %d, %d epochs done)",
+        len(lines) - len(kept), path, stage, epoch,
+    )  # fmt: skip
+
+
+def _before_checkpoint(line: str, stage: int, epoch: int) -> bool:
+    """Whether a ``metrics.jsonl`` line records something the checkpoint already includes."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False  # cut short by a kill
+    if not isinstance(record, dict):
+        return False
+    match = re.match(r"stage(\d+)/", str(record.get("event", "")))
+    if match is None:
+        return True  # not a per-stage record
+    event_stage, step = int(match.group(1)), record.get("step")
+    if event_stage != stage:
+        return event_stage < stage
+    return not isinstance(step, int) or step < epoch

@@ -1,0 +1,28 @@
+"""Fixtures shared by every test folder."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _flip_tensor_bytes(path: Path, tensor: torch.Tensor, count: int = 64) -> int:
+    """Invert ``count`` bytes of ``tensor``'s raw data where they are stored in the file at ``path``.
+
+    The bytes are found by content, so the flip lands in a tensor record (the file still unpickles) and not in
+    the zip structure. Returns the offset of the first flipped byte.
+    """
+    raw = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    assert len(raw) >= count, "pick a tensor of at least `count` bytes"
+    data = bytearray(path.read_bytes())
+    offset = data.find(raw[:count])
+    assert offset >= 0, f"the tensor's bytes are not in {path}"
+    data[offset : offset + count] = bytes(b ^ 0xFF for b in data[offset : offset + count])
+    path.write_bytes(bytes(data))
+    return offset
+
+
+@pytest.fixture
+def flip_tensor_bytes():
+    """``flip(path, tensor, count=64)``: corrupt a saved file inside one tensor's data (see above)."""
+    return _flip_tensor_bytes

@@ -187,3 +187,29 @@ def test_one_step_on_two_ranks_equals_one_rank(tmp_path, sysu_root):
         assert grads and sum(float(g.norm()) for g in grads) > 1e-3, part  # real gradients, not matching zeros
     tracked = [v for k, v in expected["buffers"].items() if k.endswith("num_batches_tracked")]
     assert min(int(t) for t in tracked) >= 1 and max(int(t) for t in tracked) > 1  # stage 3 + BN-train extraction
+
+
+def test_bn_train_extraction_with_uneven_and_empty_shares(tmp_path, sysu_root):
+    """9 images in batches of 4 on 2 ranks: shares 2/2, 2/2 and 0/1; features and BN statistics as 1 process."""
+    script = Path(__file__).parent / "distributed_scripts" / "extract_bn.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for cmd in (
+        [sys.executable, str(script), str(sysu_root), str(one)],
+        [*launcher, str(script), str(sysu_root), str(two)],
+    ):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    expected = torch.load(one / "rank0.pt", weights_only=True)
+    assert expected["features"].shape[0] == 9 and expected["image_encoder.stems.visible.bn1.num_batches_tracked"] == 3
+    for rank in range(2):
+        got = torch.load(two / f"rank{rank}.pt", weights_only=True)
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            if value.is_floating_point():
+                scale = max(float(value.abs().max()), 1e-12)
+                assert float((got[key] - value).abs().max()) <= 1e-5 * scale, (rank, key)
+            else:
+                assert torch.equal(got[key], value), (rank, key)

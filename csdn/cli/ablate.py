@@ -47,7 +47,11 @@ def add_ablate_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, help="study folder: one run folder per variant, tables, reports")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
                    help=f"variants to run (default: all of {', '.join(VARIANTS)})")  # fmt: skip
-    p.add_argument("--preset", help="starting configuration: sysu, regdb, llcm or demo (default: the dataset's)")
+    p.add_argument(
+        "--preset",
+        help="starting configuration: sysu, regdb, llcm (official procedure), sysu-clean, regdb-clean, llcm-clean "
+        "(cleaned-up procedure) or demo (default: the dataset's)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",

@@ -87,7 +87,11 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="dataset (default: the preset's)")
     p.add_argument("--root", required=True, help="dataset folder in its public layout")
     p.add_argument("--config", help="YAML/JSON config file (partial files are merged onto the preset)")
-    p.add_argument("--preset", help="starting configuration: sysu, regdb, llcm or demo (default: the dataset's)")
+    p.add_argument(
+        "--preset",
+        help="starting configuration: sysu, regdb, llcm (official procedure), sysu-clean, regdb-clean, llcm-clean "
+        "(cleaned-up procedure) or demo (default: the dataset's)",
+    )
     p.add_argument("--ablation", help="csdn, csdn_add, csdn_none, clip_vireid or baseline")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field, e.g. --set stage3.epochs=60 (repeatable)")  # fmt: skip

@@ -1,4 +1,9 @@
-"""Batch orders of stages 1-2 over a frozen feature bank, drawn from an explicit generator and sharded by rank."""
+"""Batch orders of stages 1-2 over a frozen feature bank, drawn from an explicit generator.
+
+The orders are *global* batches: every rank draws the same list from the same generator and computes its
+contiguous slice of each batch (:func:`csdn.engine.distributed_ops.rank_slice`), so the batches, their number and
+the learning-rate schedule do not depend on the world size.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,11 @@ import torch
 __all__ = ["paired_batches", "shuffled_batches"]
 
 
-def _shard(batches: list[torch.Tensor], rank: int, world_size: int) -> list[torch.Tensor]:
-    """Give rank ``r`` batches ``r, r + W, ...`` with the same count on every rank (DDP needs equal steps)."""
-    per_rank = len(batches) // world_size
-    return batches[rank : per_rank * world_size : world_size]
-
-
 def paired_batches(
     visible_labels: torch.Tensor,
     infrared_labels: torch.Tensor,
     batch_size: int,
     generator: torch.Generator,
-    rank: int = 0,
-    world_size: int = 1,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One stage-1 epoch of identity-aligned (visible index, infrared index) batches.
 
@@ -32,7 +29,6 @@ def paired_batches(
         infrared_labels: (Ni,) labels of the cached infrared features.
         batch_size: pairs per batch.
         generator: CPU generator drawing the order and the partners.
-        rank, world_size: this process's share of the batches.
 
     Returns:
         List of ``(visible_idx (B,), infrared_idx (B,))`` LongTensors on the CPU.
@@ -53,16 +49,11 @@ def paired_batches(
     partners = other_order[offsets[labels] + pick]
     pairs = (partners, order) if swap else (order, partners)
     n = (order.numel() // batch_size) * batch_size
-    vis_batches = list(pairs[0][:n].split(batch_size))
-    ir_batches = list(pairs[1][:n].split(batch_size))
-    index = _shard(list(range(len(vis_batches))), rank, world_size)
-    return [(vis_batches[i], ir_batches[i]) for i in index]
+    return list(zip(pairs[0][:n].split(batch_size), pairs[1][:n].split(batch_size), strict=True))
 
 
-def shuffled_batches(
-    num_items: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
-) -> list[torch.Tensor]:
-    """One stage-2 epoch: a random permutation of ``num_items`` cut into full batches (then sharded)."""
+def shuffled_batches(num_items: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """One stage-2 epoch: a random permutation of ``num_items`` cut into full batches."""
     order = torch.randperm(num_items, generator=generator)
     n = (num_items // batch_size) * batch_size
-    return _shard(list(order[:n].split(batch_size)), rank, world_size)
+    return list(order[:n].split(batch_size))

@@ -1,7 +1,8 @@
 """Training configuration: one dataclass field per hyper-parameter, YAML/JSON round trip, ``key=value`` overrides.
 
-The defaults below are the official CSDN settings for SYSU-MM01 (SPEC §1). Named presets (``sysu``, ``regdb``,
-``llcm``, ``demo``) and ablation variants live in :mod:`csdn.engine.presets`.
+The defaults below are the official CSDN hyper-parameters for SYSU-MM01 (SPEC §1), with the cleaned-up procedure
+(``quirks`` off). Named presets (``sysu``, ``regdb``, ``llcm``: the official procedure; ``sysu-clean``, ...;
+``demo``) and ablation variants live in :mod:`csdn.engine.presets`.
 
 Example:
     >>> cfg = apply_overrides(TrainConfig(), ["stage3.epochs=60", "runtime.amp=bf16"])
@@ -96,7 +97,11 @@ class ImageStageConfig:
 
 @dataclass
 class QuirksConfig:
-    """Switches reproducing behaviours of the official code (off = the corrected behaviour; see docs)."""
+    """Switches reproducing behaviours of the official code (off = the corrected behaviour; see docs).
+
+    The dataset presets ``sysu``/``regdb``/``llcm`` turn all three on (the paper's procedure); their ``-clean``
+    variants and the bare defaults here leave them off (:mod:`csdn.engine.presets`).
+    """
 
     bn_train_extraction: bool = False  # official: BN in train mode while the stage-2 image features are extracted
     dropout_text_bank: bool = False  # official: integrator dropout active when the stage-3 text bank is computed

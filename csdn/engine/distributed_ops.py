@@ -9,7 +9,7 @@ The recipe (exactly the single-process gradient, for any loss):
 3. Every rank computes the *same* loss ``L`` of the global batch (per-sample terms as a global mean,
    :func:`global_mean`) and calls ``L.backward()`` on it, with no extra factor.
 
-Why no factor: the backward of ``torch.distributed.nn.functional.all_gather`` sums the gradients that all ranks
+Why no factor: the backward of the autograd all_gather (:func:`gather_with_grad`) sums the gradients that all ranks
 send to a slice, and all ``W`` ranks differentiate the same ``L``, so rank ``r``'s parameters receive
 ``W * dL/dtheta`` restricted to the paths through its own slice. DDP's all-reduce averages (divides by ``W``),
 giving ``sum_r dL/dtheta|_r = dL/dtheta``. Parameters used only after the gather (a classifier applied to the
@@ -29,13 +29,55 @@ from typing import TypeVar
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 
 from ..data.samplers import rank_slice_bounds
 
-__all__ = ["world", "check_global_batch", "rank_slice", "gather_with_grad", "gather_chunks", "global_mean"]
+__all__ = [
+    "world",
+    "check_global_batch",
+    "rank_slice",
+    "gather_with_grad",
+    "gather_chunks",
+    "global_mean",
+    "all_reduce_with_grad",
+]
 
 T = TypeVar("T", torch.Tensor, Sequence)
+
+
+# torch 2.14 deprecates torch.distributed.nn.functional (a FutureWarning per call site) for the private
+# _functional_collectives, so the two differentiable collectives needed here are written on the public API.
+class _AllGather(torch.autograd.Function):
+    """``all_gather`` along dim 0; backward: each rank gets the sum over ranks of the gradients of its rows."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.rows = slice(dist.get_rank() * tensor.shape[0], (dist.get_rank() + 1) * tensor.shape[0])
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # sum over ranks (gloo has no reduce_scatter), then this rank's rows
+        return grad[ctx.rows]
+
+
+class _AllReduce(torch.autograd.Function):
+    """Sum over ranks; backward: the sum over ranks of the output gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.contiguous().clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
 
 
 def world() -> tuple[int, int]:
@@ -92,7 +134,7 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
         parts = [torch.empty_like(tensor) for _ in range(world_size)]
         dist.all_gather(parts, tensor.contiguous())
         return torch.cat(parts)
-    return torch.cat(dist_fn.all_gather(tensor))
+    return _AllGather.apply(tensor)
 
 
 def gather_chunks(tensor: torch.Tensor, chunks: int) -> torch.Tensor:
@@ -116,3 +158,8 @@ def global_mean(values: torch.Tensor) -> torch.Tensor:
     equal to ``values.mean()`` of the whole batch in one process, with the same gradient after DDP averaging.
     """
     return gather_with_grad(values).mean()
+
+
+def all_reduce_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of ``tensor`` over all ranks, differentiably (gradients are summed over ranks too); identity alone."""
+    return tensor if world()[1] == 1 else _AllReduce.apply(tensor)

@@ -13,6 +13,10 @@ train, so the features are extracted once per stage (or once for both) instead o
 * ``quirks.sampled_feature_bank`` (official): each stage extracts the images of one epoch of the stage-3
   identity sampler (:func:`sampled_bank_split`) instead of every image.
 
+Under ``torchrun`` every rank walks the same extraction batches, extracts its contiguous share of each and the
+features are gathered, so the bank is the single-process one; with the BN-train quirk the model's global
+BatchNorm (:mod:`csdn.engine.sync_batchnorm`) then normalises with the statistics of the whole batch.
+
 Example:
     >>> banks = StageFeatureBanks(cfg, model, train, device, run_dir / "checkpoints", is_main=True, generator=gen)
     >>> bank = banks.for_stage(1, resuming=False)  # FeatureBank of (N, D) features and (N,) labels on `device`
@@ -20,12 +24,14 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -37,6 +43,7 @@ from ..data.transforms import build_test_transform
 from ..models.checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
 from ..models.factory import resolve_ablation
 from .config import DataConfig, TrainConfig
+from .distributed_ops import world
 
 __all__ = [
     "FeatureBank",
@@ -105,11 +112,17 @@ def extract_clip_features(
         CPU float32 tensor ``(len(samples), D)`` in the order of ``samples``.
     """
     order = torch.randperm(len(samples), generator=generator) if train_bn else torch.arange(len(samples))
-    dataset = ImageDataset([samples[i] for i in order.tolist()], build_test_transform(data.height, data.width))
+    rank, world_size = world()
+    global_batches = order.split(batch_size or data.extract_batch_size)
+    shares = [[b[_share(b.numel(), r, world_size)] for b in global_batches] for r in range(world_size)]  # [rank][batch]
+    mine = shares[rank]
+    dataset = ImageDataset(
+        [samples[i] for i in torch.cat(mine).tolist()], build_test_transform(data.height, data.width)
+    )
+    bounds = torch.tensor([0, *[b.numel() for b in mine]]).cumsum(0).tolist()
     loader = DataLoader(
         dataset,
-        batch_size=batch_size or data.extract_batch_size,
-        shuffle=False,
+        batch_sampler=[list(range(a, z)) for a, z in itertools.pairwise(bounds) if z > a],
         num_workers=data.num_workers,
         generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched (worker seeds unused)
     )
@@ -117,19 +130,39 @@ def extract_clip_features(
     model.train(train_bn)
     memory = torch.channels_last if channels_last else torch.contiguous_format
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    chunks = []
-    bar = Progress(len(samples), f"extracting {len(samples)} {modality} training features", progress, logger)
+    chunks, loaded = [], iter(loader)
+    bar = Progress(len(dataset), f"extracting {len(samples)} {modality} training features", progress, logger)
     try:
-        for images, *_ in loader:
+        for indices in mine:  # every batch, even an empty share: global BatchNorm is collective
+            images = next(loaded)[0] if indices.numel() else torch.empty(0, 3, data.height, data.width)
             images = images.to(device, memory_format=memory, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                chunks.append(model.clip_image_features(images, modality).float().cpu())
-            bar.update(images.shape[0])
+                chunks.append(model.clip_image_features(images, modality).float())
+            bar.update(images.shape[0])  # this rank's share
     finally:
         bar.close()
         model.train(was_training)
-    features = torch.cat(chunks)
-    return torch.empty_like(features).index_copy_(0, order, features)
+    parts = _gather_rows(torch.cat(chunks), [sum(b.numel() for b in share) for share in shares])
+    features = torch.empty(len(samples), parts[0].shape[1])
+    for share, part in zip(shares, parts, strict=True):
+        features.index_copy_(0, torch.cat(share), part.cpu())
+    return features
+
+
+def _share(rows: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous rows of a batch of ``rows`` (nearly equal shares; the last batch may be short)."""
+    return slice(rank * rows // world_size, (rank + 1) * rows // world_size)
+
+
+def _gather_rows(local: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
+    """Every rank's ``(counts[r], D)`` rows (no autograd; ``all_gather`` needs equal shapes, hence the padding)."""
+    if len(counts) == 1:
+        return [local]
+    padded = local.new_zeros(max(counts), local.shape[1])
+    padded[: local.shape[0]] = local
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    return [part[:count] for part, count in zip(parts, counts, strict=True)]
 
 
 def extract_feature_bank(

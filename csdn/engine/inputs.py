@@ -23,8 +23,10 @@ __all__ = ["image_stage_loader", "holdout_validation"]
 def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, generator: torch.Generator) -> DataLoader:
     """Stage-3 loader: collated :class:`csdn.data.loaders.PairedSample` batches of P x K identity-aligned pairs.
 
-    The sampler draws identities from ``(seed, epoch)`` (call ``loader.sampler.set_epoch``); ``generator`` seeds
-    the workers' augmentation streams, so a resumed run replays the same augmentations.
+    Every rank walks the same global batches, drawn from ``(seed, epoch)`` (call ``loader.sampler.set_epoch``),
+    and loads its contiguous slice of ``P x K / W`` pairs. Each pair carries an augmentation seed keyed by
+    ``(seed, epoch, position in the global batch)``, so the images do not depend on the world size, the rank or
+    ``num_workers`` (and a resumed run replays them); ``generator`` only seeds the workers' base seeds.
     """
     d, s3 = cfg.data, cfg.stage3
     transforms = build_train_transforms(
@@ -37,7 +39,13 @@ def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, gene
         adapgray_p=d.adap_gray_p,
     )
     sampler = CrossModalityIdentitySampler.from_split(
-        train, s3.num_ids, s3.num_pos, seed=cfg.runtime.seed, num_replicas=dist.world_size, rank=dist.rank
+        train,
+        s3.num_ids,
+        s3.num_pos,
+        seed=cfg.runtime.seed,
+        num_replicas=dist.world_size,
+        rank=dist.rank,
+        sample_seeds=True,
     )
     return DataLoader(
         CrossModalityDataset(train, transforms),

@@ -7,7 +7,9 @@
   ``CE(f_g) + CE(f_p) + MSEL(f_g) + MSEL(f_p) + λ1 (WRT(f_g) + WRT(f_p)) + λ2 HSE(vis view 1) + λ3 HSE(IR)``.
 
 Each stage's forward pass is a small ``nn.Module`` (``PromptStep``, ``IntegratorStep``, ``ImageStep``) around the
-CSDN model, so the same code runs plain or wrapped in ``DistributedDataParallel``.
+CSDN model, so the same code runs plain or wrapped in ``DistributedDataParallel``. The only randomness inside a
+training forward is the integrator's dropout; it is drawn from a seed keyed by the global step
+(:func:`csdn.engine.rng.keyed_rng`) over the whole global batch, so it does not depend on the world size.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from .._modality import INFRARED, VISIBLE
 from ..losses import CrossEntropyLabelSmooth, ModalitySeparationLoss, SupConLoss, WeightedRegularizedTriplet
 from ..models import ImageFeatures
 from .config import ImageStageConfig
+from .distributed_ops import gather_with_grad
+from .rng import keyed_rng
 
 __all__ = [
     "PromptStep",
@@ -49,14 +53,23 @@ class PromptStep(nn.Module):
 
 
 class IntegratorStep(nn.Module):
-    """Stage-2 forward: fused text features of ``labels`` (B,) -> (B, D)."""
+    """Stage-2 forward: fused text features of the *global* batch from this rank's labels.
+
+    ``forward(labels (B / W,), dropout_seed) -> (B, D)``: each rank encodes the text of its slice of the labels
+    (the frozen, costly part), the slices are gathered into the global batch, and every rank runs the small
+    integrator on all ``B`` rows with dropout drawn from ``dropout_seed``. So the masks are those of one process
+    on the global batch; the integrator's gradient is the full one on every rank (DDP's average keeps it).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        return self.model.fused_text_features(labels)
+    def forward(self, labels: torch.Tensor, dropout_seed: int) -> torch.Tensor:
+        visible = gather_with_grad(self.model.text_features(labels, VISIBLE))
+        infrared = gather_with_grad(self.model.text_features(labels, INFRARED))
+        with keyed_rng(dropout_seed, visible.device):
+            return self.model.integrator(visible, infrared)
 
 
 class ImageStep(nn.Module):
@@ -145,17 +158,19 @@ class ImageStageLoss(nn.Module):
 
 @torch.no_grad()
 def compute_text_banks(
-    model: nn.Module, integrator: str, batch_size: int, dropout_active: bool = False
+    model: nn.Module, integrator: str, batch_size: int, dropout_active: bool = False, dropout_seed: int = 0
 ) -> dict[str, torch.Tensor]:
     """Identity text features the stage-3 HSE terms score against: one ``(C, D)`` bank per image modality.
 
     With a fusing integrator (``attention``/``add``) both modalities use the fused bank, which is also stored in
     the model's HSE head. With ``integrator="none"`` each modality uses its own prompts' features (with shared
     prompts, as in ``clip_vireid``, the two banks are equal). Text features are computed in eval mode; with
-    ``dropout_active`` the integrator stays in train mode (the official quirk).
+    ``dropout_active`` the integrator stays in train mode (the official quirk) and draws its masks from
+    ``dropout_seed``, so every rank computes the same bank.
     """
     if integrator != "none":
-        bank = model.refresh_text_bank(batch_size, dropout=dropout_active).float()
+        with keyed_rng(dropout_seed, model.hse.text_bank.device):
+            bank = model.refresh_text_bank(batch_size, dropout=dropout_active).float()
         return {VISIBLE: bank, INFRARED: bank}
     labels = torch.arange(model.num_classes, device=model.hse.text_bank.device)
     banks = {

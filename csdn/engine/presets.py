@@ -1,8 +1,11 @@
 """Named configurations: dataset presets with the official settings, the CPU demo, and the paper's ablations.
 
 Dataset presets (``sysu``, ``regdb``, ``llcm``) carry the official CSDN hyper-parameters (the authors' script
-uses the same values for every dataset; only the reader and protocol change). ``demo`` is a tiny setting that
-trains all three stages on a synthetic SYSU-MM01-layout dataset in a few minutes on a laptop CPU.
+uses the same values for every dataset; only the reader and protocol change) and run the official procedure that
+produced the paper's numbers: the three ``quirks.*`` switches (:data:`OFFICIAL_QUIRKS`) are on. The ``-clean``
+presets (``sysu-clean``, ``regdb-clean``, ``llcm-clean``) are the same runs with the cleaned-up procedure (every
+quirk off); that preset name is the one switch between the two. ``demo`` is a tiny setting that trains all three
+stages on a synthetic SYSU-MM01-layout dataset in a few minutes on a laptop CPU (cleaned-up procedure).
 
 Ablations (applied on top of any preset) rerun the paper's ablation study; their table and the one function that
 interprets them (stages, model settings) live in :mod:`csdn.models.factory` (``ABLATIONS``, ``resolve_ablation``):
@@ -22,14 +25,33 @@ import dataclasses
 from collections.abc import Callable
 
 from ..models.factory import ABLATIONS
-from .config import DataConfig, ImageStageConfig, ModelConfig, PromptStageConfig, RuntimeConfig, TrainConfig
+from .config import (
+    DataConfig,
+    ImageStageConfig,
+    ModelConfig,
+    PromptStageConfig,
+    QuirksConfig,
+    RuntimeConfig,
+    TrainConfig,
+)
 
-__all__ = ["PRESETS", "ABLATIONS", "get_preset", "apply_ablation"]
+__all__ = ["PRESETS", "ABLATIONS", "OFFICIAL_QUIRKS", "CLEAN_SUFFIX", "get_preset", "apply_ablation"]
+
+#: The official procedure (the authors' code, which produced the paper's numbers); see docs/reproduction.md.
+OFFICIAL_QUIRKS = QuirksConfig(bn_train_extraction=True, dropout_text_bank=True, sampled_feature_bank=True)
+#: Appended to a dataset preset's name: the same run with the cleaned-up procedure (every quirk off).
+CLEAN_SUFFIX = "-clean"
 
 
-def _dataset_preset(dataset: str) -> Callable[[], TrainConfig]:
+def _dataset_preset(dataset: str, official: bool) -> Callable[[], TrainConfig]:
+    name = dataset if official else dataset + CLEAN_SUFFIX
+
     def build() -> TrainConfig:
-        return TrainConfig(data=DataConfig(dataset=dataset), runtime=RuntimeConfig(output_dir=f"runs/{dataset}"))
+        return TrainConfig(
+            data=DataConfig(dataset=dataset),
+            quirks=dataclasses.replace(OFFICIAL_QUIRKS) if official else QuirksConfig(),
+            runtime=RuntimeConfig(output_dir=f"runs/{name}"),
+        )
 
     return build
 
@@ -48,9 +70,8 @@ def _demo() -> TrainConfig:
 
 
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
-    "sysu": _dataset_preset("sysu"),
-    "regdb": _dataset_preset("regdb"),
-    "llcm": _dataset_preset("llcm"),
+    **{dataset: _dataset_preset(dataset, official=True) for dataset in ("sysu", "regdb", "llcm")},
+    **{dataset + CLEAN_SUFFIX: _dataset_preset(dataset, official=False) for dataset in ("sysu", "regdb", "llcm")},
     "demo": _demo,
 }
 

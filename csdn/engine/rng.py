@@ -29,6 +29,8 @@ __all__ = [
     "gather_rng_states",
     "restore_rank_rng_state",
     "seed_global_rngs",
+    "keyed_seed",
+    "keyed_rng",
     "deterministic_algorithms",
 ]
 
@@ -76,6 +78,26 @@ def seed_global_rngs(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def keyed_seed(*key: int) -> int:
+    """A 63-bit seed that depends only on ``key`` (e.g. ``(run seed, stage, epoch, iteration)``)."""
+    return int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, np.uint64)[0]) >> 1
+
+
+@contextlib.contextmanager
+def keyed_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Draw torch's CPU and ``device``'s randomness (dropout masks) from ``seed`` inside the block.
+
+    Every rank that enters with the same ``seed`` draws the same numbers, whatever the world size; the global
+    generators' states are restored on exit, so the caller's streams are untouched.
+    """
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 @contextlib.contextmanager

@@ -8,6 +8,11 @@ and loss; the trainer (:mod:`csdn.engine.trainer`) runs one epoch loop over them
 
 :func:`build_stages` turns a configuration into its stages through the one ablation rule
 (:func:`csdn.models.factory.resolve_ablation`), so a new stage is a new class plus one line there.
+
+Multi-process runs train the single-process recipe: every rank walks the same *global* batches (same order, same
+count per epoch), computes the forward of its contiguous slice (:func:`csdn.engine.distributed_ops.rank_slice`),
+and gathers the outputs with autograd so every loss sees the whole global batch; the loss is back-propagated
+with no extra factor (see :mod:`csdn.engine.distributed_ops` for why that yields the single-process gradient).
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ from torch import nn
 from ..data.loaders import concat_views
 from ..data.samples import TrainSplit
 from ..losses import SupConLoss
-from ..models import CSDN
+from ..models import CSDN, ImageFeatures
 from ..models.factory import resolve_ablation
 from .batching import paired_batches, shuffled_batches
 from .config import ImageStageConfig, PromptStageConfig, TrainConfig
 from .distributed import DistInfo
+from .distributed_ops import check_global_batch, gather_chunks, gather_with_grad, rank_slice
 from .feature_bank import StageFeatureBanks
 from .inputs import image_stage_loader
 from .objectives import ImageStageLoss, ImageStep, IntegratorStep, PromptStep, compute_text_banks, supcon_both_ways
 from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
+from .rng import keyed_seed
 
 __all__ = ["StageContext", "Stage", "PromptStage", "ImageStage", "build_stages"]
 
@@ -78,6 +85,10 @@ class Stage:
 
     def build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         """Optimiser and epoch-based schedule over :meth:`param_groups`."""
+        raise NotImplementedError
+
+    def global_batch(self) -> tuple[int, str]:
+        """The configured global batch size and the settings that make it, for the world-size check."""
         raise NotImplementedError
 
     def prepare(self, resume: Mapping[str, Any] | None) -> None:
@@ -138,6 +149,9 @@ class PromptStage(Stage):
     def build_optimizer(self):
         return build_prompt_stage_optimizer(self.param_groups(), self.cfg)
 
+    def global_batch(self) -> tuple[int, str]:
+        return self.cfg.batch_size, f"stage{self.index}.batch_size"
+
     def prepare(self, resume: Mapping[str, Any] | None) -> None:
         super().prepare(resume)
         self.bank = bank = self.ctx.feature_banks.for_stage(self.index, resuming=resume is not None)
@@ -149,30 +163,33 @@ class PromptStage(Stage):
         return self.forward(self.ctx.model)
 
     def batches(self, epoch: int) -> list[Any]:
-        gen, shard = self.ctx.generators["order"], (self.ctx.dist.rank, self.ctx.dist.world_size)
+        """The epoch's global batches (the same on every rank); stage 2 adds each step's dropout seed."""
+        gen = self.ctx.generators["order"]
         if not self.paired:
-            return shuffled_batches(self.labels.numel(), self.cfg.batch_size, gen, *shard)
+            order = shuffled_batches(self.labels.numel(), self.cfg.batch_size, gen)
+            return [(b, keyed_seed(self.ctx.cfg.runtime.seed, self.index, epoch, i)) for i, b in enumerate(order)]
         if self.ctx.cfg.quirks.sampled_feature_bank:  # official: shuffle the identity-aligned pairs of the bank
-            order = shuffled_batches(self.bank.visible_labels.numel(), self.cfg.batch_size, gen, *shard)
+            order = shuffled_batches(self.bank.visible_labels.numel(), self.cfg.batch_size, gen)
             return [(b, b) for b in order]
-        return paired_batches(self.bank.visible_labels, self.bank.infrared_labels, self.cfg.batch_size, gen, *shard)
+        return paired_batches(self.bank.visible_labels, self.bank.infrared_labels, self.cfg.batch_size, gen)
 
     def compute(self, step: nn.Module, batch: Any, autocast: Callable[[], Any]) -> BatchResult:
         bank, device = self.bank, self.ctx.device
-        if self.paired:
+        if self.paired:  # this rank's slice through the text side, gathered back into the global batch
             vi, ii = batch
             lv, li = bank.visible_labels[vi].to(device), bank.infrared_labels[ii].to(device)
             with autocast():
-                text_v, text_i = step(lv, li)
+                text_v, text_i = step(rank_slice(lv), rank_slice(li))
             image, text, labels = (
                 torch.cat([bank.visible[vi], bank.infrared[ii]]),
-                torch.cat([text_v, text_i]),
+                torch.cat([gather_with_grad(text_v), gather_with_grad(text_i)]),
                 torch.cat([lv, li]),
             )
         else:
+            batch, dropout_seed = batch
             labels = self.labels[batch].to(device)
             with autocast():
-                text = step(labels)
+                text = step(rank_slice(labels), dropout_seed)  # the global batch's fused features
             image = self.features[batch]
         terms = supcon_both_ways(self.criterion, image.to(device), text, labels)
         return terms["i2t"] + terms["t2i"], terms
@@ -205,6 +222,9 @@ class ImageStage(Stage):
     def build_optimizer(self):
         return build_image_stage_optimizer(self.param_groups(), self.cfg)
 
+    def global_batch(self) -> tuple[int, str]:
+        return self.cfg.num_ids * self.cfg.num_pos, "stage3.num_ids x stage3.num_pos"
+
     def prepare(self, resume: Mapping[str, Any] | None) -> None:
         super().prepare(resume)
         ctx = self.ctx
@@ -212,7 +232,11 @@ class ImageStage(Stage):
             self.text_banks = {m: t.to(ctx.device) for m, t in resume["text_banks"].items()}
         elif self.use_text:
             self.text_banks = compute_text_banks(
-                ctx.model, self.integrator, ctx.cfg.data.extract_batch_size, ctx.cfg.quirks.dropout_text_bank
+                ctx.model,
+                self.integrator,
+                ctx.cfg.data.extract_batch_size,
+                ctx.cfg.quirks.dropout_text_bank,
+                dropout_seed=keyed_seed(ctx.cfg.runtime.seed, self.index),
             )
         self.loader = image_stage_loader(ctx.train, ctx.cfg, ctx.dist, ctx.generators["loader"])
 
@@ -231,7 +255,9 @@ class ImageStage(Stage):
         vis_labels = visible_labels[: infrared.shape[0]].to(device).long()
         ir_labels = ir_labels.to(device).long()
         with autocast():
-            out = step(visible, infrared)
+            out = step(visible, infrared)  # this rank's [view 1; view 2; infrared] rows
+        out = ImageFeatures(*(gather_chunks(t, 3) for t in out))  # the global batch, single-process row order
+        vis_labels, ir_labels = gather_with_grad(vis_labels), gather_with_grad(ir_labels)
         terms = self.loss(out, vis_labels, ir_labels, self.text_banks)
         return terms["loss"], terms
 
@@ -246,11 +272,19 @@ class ImageStage(Stage):
 
 
 def build_stages(ctx: StageContext) -> list[Stage]:
-    """The stages ``ctx.cfg`` trains, in order (which ones: :func:`csdn.models.factory.resolve_ablation`)."""
+    """The stages ``ctx.cfg`` trains, in order (which ones: :func:`csdn.models.factory.resolve_ablation`).
+
+    Raises:
+        ValueError: if the world size does not divide a trained stage's global batch (names both and the fix).
+    """
     ablation, cfg = resolve_ablation(ctx.cfg.model), ctx.cfg
     candidates = [
         PromptStage(ctx, 1, "prompt learners", cfg.stage1, PromptStep, paired=True),
         PromptStage(ctx, 2, "semantic integrator", cfg.stage2, IntegratorStep, paired=False),
         ImageStage(ctx, ablation.use_text, ablation.integrator),
     ]
-    return [stage for stage in candidates if stage.index in ablation.stages]
+    stages = [stage for stage in candidates if stage.index in ablation.stages]
+    for stage in stages:
+        size, what = stage.global_batch()
+        check_global_batch(size, ctx.dist.world_size, what)
+    return stages

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from .distributed_ops import all_reduce_with_grad
 
 __all__ = ["GlobalBatchNorm", "convert_sync_batchnorm"]
 
@@ -54,12 +55,12 @@ class GlobalBatchNorm(_BatchNorm):
         dims = [0, *range(2, input.dim())]
         x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
         rows = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        totals = dist_fn.all_reduce(torch.cat([x.sum(dims), rows]))  # (C + 1,): per-channel sums, rows
+        totals = all_reduce_with_grad(torch.cat([x.sum(dims), rows]))  # (C + 1,): per-channel sums, rows
         count = totals[-1].detach()
         mean = totals[:-1] / count
         shape = [1, -1] + [1] * (input.dim() - 2)
         centered = x - mean.view(shape)
-        var = dist_fn.all_reduce(centered.pow(2).sum(dims)) / count  # biased, for normalising
+        var = all_reduce_with_grad(centered.pow(2).sum(dims)) / count  # biased, for normalising
         out = centered * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)

@@ -47,6 +47,7 @@ from .rng import (
 from .run_dir import RunClaim, claim_run_folder, tidy_for_resume
 from .schedules import schedule_problems
 from .stages import Stage, StageContext, build_stages
+from .sync_batchnorm import convert_sync_batchnorm
 from .tracking import EpochMeter, MetricsLogger, save_snapshot, write_run_files
 
 __all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback", "StepCallback"]
@@ -116,6 +117,8 @@ class Trainer:
         self.dist = dist_info or dist_info_from_env()
         self.device = resolve_device(cfg.runtime.device, self.dist)
         self.model = model.to(self.device)
+        if self.dist.distributed:  # BatchNorm statistics of the global batch (before DDP and the optimisers)
+            self.model = convert_sync_batchnorm(self.model, self.device.type)
         if cfg.runtime.channels_last:
             self.model.image_encoder.to(memory_format=torch.channels_last)
         self.train_split = train
@@ -128,7 +131,7 @@ class Trainer:
         seed = cfg.runtime.seed
         self.generators = {
             "order": torch.Generator().manual_seed(seed),  # stage-1/2 batch orders (identical on every rank)
-            "loader": torch.Generator().manual_seed(seed + 1 + 1000 * self.dist.rank),  # stage-3 worker seeds
+            "loader": torch.Generator().manual_seed(seed + 1 + 1000 * self.dist.rank),  # worker base seeds only
         }
         self.metrics = MetricsLogger(
             self.output_dir / "metrics.jsonl" if self.dist.is_main else None,
@@ -211,7 +214,7 @@ class Trainer:
             )
         if self.dist.is_main:
             write_run_files(self.output_dir, self.cfg)
-        seed_global_rngs(self.cfg.runtime.seed + self.dist.rank)  # ranks draw different augmentations
+        seed_global_rngs(self.cfg.runtime.seed)  # training draws from keyed streams; the same on every rank
 
     def _load_resume_state(self) -> dict[str, Any]:
         if not self.checkpoint_path.exists():
@@ -281,7 +284,7 @@ class Trainer:
         if not self.dist.distributed:
             return module
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=True)
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=True)
 
     def _autocast(self) -> Any:
         amp = self.cfg.runtime.amp

@@ -101,7 +101,7 @@ def test_presets_and_ablations():
         cfg = get_preset(name)
         assert cfg.data.dataset == name and cfg.stage3 == TrainConfig().stage3
     assert get_preset("demo").model.clip.startswith("tiny")
-    with pytest.raises(ValueError, match="valid presets: sysu, regdb, llcm, demo"):
+    with pytest.raises(ValueError, match="valid presets: sysu, regdb, llcm, sysu-clean, regdb-clean, llcm-clean, demo"):
         get_preset("market")
     assert set(ABLATIONS) == {"csdn", "csdn_add", "csdn_none", "clip_vireid", "baseline"}
     plans = {name: resolve_ablation(apply_ablation(get_preset("sysu"), name).model) for name in ABLATIONS}
@@ -116,3 +116,16 @@ def test_presets_and_ablations():
     with pytest.raises(ValueError, match="unknown ablation"):
         apply_ablation(get_preset("sysu"), "nope")
     assert config_to_dict(get_preset("sysu"))["stage3"]["milestones"] == [40, 70]
+
+
+def test_dataset_presets_run_the_official_procedure_and_clean_variants_do_not():
+    official = {"bn_train_extraction": True, "dropout_text_bank": True, "sampled_feature_bank": True}
+    clean = dict.fromkeys(official, False)
+    for dataset in ("sysu", "regdb", "llcm"):
+        cfg, cleaned = config_to_dict(get_preset(dataset)), config_to_dict(get_preset(f"{dataset}-clean"))
+        assert cfg["quirks"] == official, dataset  # `csdn train --dataset X` reproduces the paper's procedure
+        assert cleaned["quirks"] == clean, dataset
+        assert cleaned["runtime"]["output_dir"] == f"runs/{dataset}-clean"
+        for section in ("model", "data", "stage1", "stage2", "stage3"):  # only the procedure differs
+            assert cfg[section] == cleaned[section], (dataset, section)
+    assert config_to_dict(get_preset("demo"))["quirks"] == clean  # the demo keeps its numbers

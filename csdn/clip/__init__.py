@@ -19,6 +19,7 @@ from .pretrained import available_models as available_models
 from .pretrained import build_preprocess as build_preprocess
 from .pretrained import load as load
 from .pretrained import read_state_dict as read_state_dict
+from .pretrained import resolve as resolve
 from .tokenizer import SimpleTokenizer as SimpleTokenizer
 from .tokenizer import tokenize as tokenize
 from .torchscript import ArchiveReadError as ArchiveReadError

@@ -138,6 +138,32 @@ def build_preprocess(image_size: int | tuple[int, int]) -> Callable[[Any], torch
     )
 
 
+def resolve(
+    name_or_path: str | os.PathLike, download_root: str | os.PathLike | None = None, argument: str = "name_or_path"
+) -> Path:
+    """The local file a CLIP name or path stands for: an official name is downloaded (SHA-256 verified) into the
+    cache unless it is already there; a local path is used as it is and never touches the network.
+
+    Args:
+        name_or_path: One of :func:`available_models` or the path of a checkpoint file (``~`` expanded).
+        download_root: Cache directory (default :func:`default_cache_dir`).
+        argument: How the caller names this value in error messages (e.g. ``"model.clip"``).
+
+    Raises:
+        FileNotFoundError: ``name_or_path`` is neither an available model nor an existing file.
+        DownloadError: A ``FileNotFoundError``: the named model is not cached and cannot be downloaded.
+    """
+    if str(name_or_path) in _MODELS:
+        return download(_MODELS[str(name_or_path)], download_root)
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{argument}={str(name_or_path)!r} not found: it is neither an available model {available_models()} "
+            "nor an existing CLIP checkpoint file"
+        )
+    return path
+
+
 def load(
     name_or_path: str | os.PathLike,
     device: str | torch.device = "cpu",
@@ -178,15 +204,7 @@ def load(
             "jit=True is not supported: csdn.clip returns the eager model built from the checkpoint's weights "
             "(same outputs); call torch.jit.script/trace on it yourself if you need TorchScript"
         )
-    if str(name_or_path) in _MODELS:
-        path = download(_MODELS[str(name_or_path)], download_root)
-    elif Path(name_or_path).expanduser().is_file():
-        path = Path(name_or_path).expanduser()
-    else:
-        raise FileNotFoundError(
-            f"CLIP model {str(name_or_path)!r} not found: it is neither an available model {available_models()} "
-            "nor an existing checkpoint file"
-        )
+    path = resolve(name_or_path, download_root)
     model = build_model(
         read_state_dict(path, trust_code=trust_code), image_size=image_size, last_stride=last_stride
     ).to(device)

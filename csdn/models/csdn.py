@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import csdn.clip as clip_pkg
-from csdn.clip.pretrained import model_url
 
 from .._modality import MODALITIES, check_modality
 from .heads import BNNeck, GeM, HSEHead
@@ -326,22 +325,14 @@ def read_clip_weights(
 ) -> dict[str, torch.Tensor]:
     """The CLIP state dict an official model name (downloaded, SHA-256 verified) or a local file names.
 
-    The one name-or-path resolution of the models layer (``CSDN.from_clip`` and ``ModelConfig.clip``). Files are
-    read as data only (:func:`csdn.clip.read_state_dict`) unless ``trust_code`` lets a TorchScript archive that
-    the data-only reader refuses run its own code.
+    Used by ``CSDN.from_clip`` and ``ModelConfig.clip``; the name or path is resolved by :func:`csdn.clip.resolve`.
+    Files are read as data only (:func:`csdn.clip.read_state_dict`) unless ``trust_code`` lets a TorchScript
+    archive that the data-only reader refuses run its own code.
 
     Raises:
         FileNotFoundError: naming ``argument`` if ``name_or_path`` is neither an available model nor a file.
     """
-    name = str(name_or_path)
-    if name in clip_pkg.available_models():
-        return clip_pkg.read_state_dict(clip_pkg.download(model_url(name), download_root), trust_code=trust_code)
-    if not os.path.isfile(name_or_path):
-        raise FileNotFoundError(
-            f"{argument}={name!r} not found: it is neither an available CLIP model {clip_pkg.available_models()} "
-            "nor an existing CLIP checkpoint file"
-        )
-    return clip_pkg.read_state_dict(name_or_path, trust_code=trust_code)
+    return clip_pkg.read_state_dict(clip_pkg.resolve(name_or_path, download_root, argument), trust_code=trust_code)
 
 
 def _as_clip(clip, image_size, last_stride, download_root, trust_code: bool = False) -> nn.Module:

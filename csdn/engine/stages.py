@@ -112,7 +112,8 @@ class Stage:
         return {"text_banks": {}, "sampler": {}}
 
     def count(self, batch: Any) -> int:
-        """Images (or cached image features) in ``batch``, for the throughput in the progress lines."""
+        """Images (or cached image features) in the global batch ``batch`` belongs to, for the throughput in the
+        progress lines (all processes together)."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -195,7 +196,9 @@ class PromptStage(Stage):
         return terms["i2t"] + terms["t2i"], terms
 
     def count(self, batch: Any) -> int:
-        return sum(index.numel() for index in batch) if self.paired else batch.numel()
+        if self.paired:  # (visible indices, infrared indices) of the global batch
+            return sum(index.numel() for index in batch)
+        return batch[0].numel()  # (global batch indices, dropout seed)
 
     def finish(self) -> None:
         super().finish()
@@ -262,7 +265,8 @@ class ImageStage(Stage):
         return terms["loss"], terms
 
     def count(self, batch: Any) -> int:
-        return 2 * len(batch.visible) + len(batch.infrared)  # two visible views + one infrared image per pair
+        # two visible views + one infrared image per pair; each process holds 1/world_size of the global batch
+        return (2 * len(batch.visible) + len(batch.infrared)) * self.ctx.dist.world_size
 
     def checkpoint_state(self, epochs_done: int) -> dict[str, Any]:
         return {

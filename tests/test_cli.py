@@ -52,6 +52,8 @@ def run_cli(capsys, *argv):
         (["train", "--root", "{root}", "--ablation", "nope"], "unknown ablation 'nope'"),
         (["train", "--root", "{root}", "--config", "{tmp}/none.yaml"], "config file"),
         (["train", "--root", "{root}", "--dataset", "regdb"], "RegDB: folder"),
+        (["train", "--root", "{root}", "--dataset", "market"], "Unknown dataset 'market'. Valid names are 'sysu'"),
+        (["data", "stats", "--dataset", "market", "{root}"], "Unknown dataset 'market'"),
         (["eval", "--root", "{root}", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
         (["eval", "--root", "{root}", "--checkpoint", "{tmp}/raw.pt"], "not a csdn training checkpoint"),
         (["eval", "--root", "{root}", "--checkpoint", "{tmp}/foreign.pt"], "does not fit the model"),
@@ -86,8 +88,8 @@ def test_user_mistakes_are_one_line_and_exit_2(capsys, tmp_path, sysu_root, argv
 
 def test_argparse_mistakes_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
-        main(["train", "--root", "x", "--dataset", "market"])
-    assert info.value.code == 2 and "invalid choice: 'market'" in capsys.readouterr().err
+        main(["extract", "--checkpoint", "x", "--images", "x", "--out", "x", "--modality", "thermal"])
+    assert info.value.code == 2 and "invalid choice: 'thermal'" in capsys.readouterr().err
 
 
 def test_train_eval_extract_round_trip(capsys, trained, sysu_root, tmp_path):

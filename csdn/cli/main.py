@@ -44,6 +44,7 @@ class UserError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     """The ``csdn`` argument parser (sub-commands set ``func``)."""
     from .ablate import add_ablate_parser
+    from .synth import add_synth_parser
 
     parser = argparse.ArgumentParser(
         prog="csdn",
@@ -60,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
     stats = data.add_parser("stats", help="print split statistics of a dataset folder")
     stats.add_argument("root", help="dataset folder (SYSU-MM01, RegDB or LLCM layout)")
-    stats.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="layout (default: detected)")
+    stats.add_argument(
+        "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: detected)"
+    )
     stats.set_defaults(func=_cmd_data_stats)
+    add_synth_parser(data)
     _add_demo(sub)
     add_ablate_parser(sub)
     try:
@@ -75,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train CSDN (three stages)", description="Train CSDN; see docs for the config.")
-    p.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="dataset (default: the preset's)")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: the preset's)"
+    )
     p.add_argument("--root", required=True, help="dataset folder in its public layout")
     p.add_argument("--config", help="YAML/JSON config file (partial files are merged onto the preset)")
     p.add_argument("--preset", help="starting configuration: sysu, regdb, llcm or demo (default: the dataset's)")
@@ -93,7 +99,9 @@ def _add_eval(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint with the dataset's full protocol")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by csdn train (final.pt or last.pt)")
     p.add_argument("--root", required=True, help="dataset folder")
-    p.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="dataset (default: the checkpoint's)")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: the checkpoint's)"
+    )
     p.add_argument("--trials", type=int, help="number of trials to average (default: all the protocol has)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
     p.add_argument("--json", help="also write the results to this JSON file")

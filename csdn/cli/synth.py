@@ -55,8 +55,7 @@ def synth_sizes(layout: str, ids: int | None) -> dict[str, int]:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from ..data import open_dataset
-    from ..data import synthetic
+    from ..data import open_dataset, synthetic
 
     out = Path(args.dir)
     if out.exists() and not out.is_dir():

@@ -123,7 +123,10 @@ def _add_extract(sub: Any) -> None:
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that run a trained model over images (``eval``, ``extract``)."""
-    p.add_argument("--no-flip", action="store_true", help="do not add the flipped image's features")
+    from ..evaluation.features import FLIP_DEFAULT
+
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=FLIP_DEFAULT,
+                   help="add the flipped image's features (the official test; default: on)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
 
@@ -196,9 +199,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model, cfg, _ = load_trained_model(args.checkpoint, device)
     name = args.dataset or cfg.data.dataset
     dataset = open_dataset(name, args.root, **_reader_kwargs(name, cfg.data.trial))
-    evaluator = make_evaluator(
-        dataset, cfg, device, rerank=args.rerank, flip=not args.no_flip, batch_size=args.batch_size
-    )
+    evaluator = make_evaluator(dataset, cfg, device, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size)
     report = evaluator.run(model, args.trials)
     print_report(report, args.json)
     if args.plot:
@@ -218,10 +219,10 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     paths = _image_list(args.images)
     extractor = FeatureExtractor(
         args.checkpoint, device=resolve_device(args.device), modality=args.modality, batch_size=args.batch_size,
-        flip=not args.no_flip,
+        flip=args.flip,
     )  # fmt: skip
     features = extractor(paths)
-    state = {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": not args.no_flip}
+    state = {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": args.flip}
     save_checkpoint(state, args.out, format=FEATURES_FORMAT)  # atomic; torch.load(..., weights_only=True)
     print(f"wrote {args.out}: {tuple(features.shape)} {args.modality} features of {len(paths)} images")
     return 0

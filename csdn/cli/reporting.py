@@ -14,6 +14,7 @@ from ..data.samples import TestSplit
 from ..engine.config import TrainConfig
 from ..evaluation import VIReIDEvaluator, evaluate
 from ..evaluation.evaluator import EvaluationReport
+from ..evaluation.features import FLIP_DEFAULT
 
 __all__ = ["make_evaluator", "validation_callback", "chance_level", "print_report"]
 
@@ -24,7 +25,7 @@ def make_evaluator(
     device: torch.device | str | None,
     *,
     rerank: bool = False,
-    flip: bool = True,
+    flip: bool = FLIP_DEFAULT,
     batch_size: int = 128,
 ) -> VIReIDEvaluator:
     """The dataset's full protocol (every reported setting x every trial) at the run's input size."""

@@ -32,7 +32,7 @@ from ..data.base import VIReIDDataset
 from ..data.samples import Sample, TestSplit
 from ..data.transforms import build_test_transform
 from .distance import METRICS, distance
-from .features import FLIP_MODES, extract_features
+from .features import FLIP_DEFAULT, FLIP_MODES, extract_features
 from .metrics import evaluate
 
 __all__ = ["EvaluationReport", "TrialRecord", "VIReIDEvaluator"]
@@ -155,7 +155,7 @@ class VIReIDEvaluator:
         batch_size: int = 64,
         num_workers: int = 0,
         device: str | torch.device | None = None,
-        flip: bool = True,
+        flip: bool = FLIP_DEFAULT,
         flip_mode: str = "concat",
         metric: str = "cosine",
         rerank: bool = False,

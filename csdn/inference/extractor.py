@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from ..data import Modality
 from ..data.images import ImageInput, InputDataset, check_image_size, split_inputs
 from ..data.transforms import build_test_transform
-from ..evaluation.features import FLIP_MODES, encode_images, model_device
+from ..evaluation.features import FLIP_DEFAULT, FLIP_MODES, encode_images, model_device
 from ..models.checkpoint import load_model_file
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ class FeatureExtractor:
         batch_size: Images per forward pass.
         image_size: Model input ``(H, W)`` or an int for square inputs; default: the checkpoint's training size,
             else ``(288, 144)``.
-        flip: Also embed the horizontally flipped image (the official test protocol, also the default of
-            :class:`csdn.evaluation.VIReIDEvaluator`; pass ``flip=True`` to reproduce its numbers).
+        flip: Also embed the horizontally flipped image (the official test protocol; default
+            :data:`csdn.evaluation.features.FLIP_DEFAULT`, on, as in :class:`csdn.evaluation.VIReIDEvaluator`).
         flip_mode: How the two embeddings combine: ``"concat"`` (official CSDN, doubles the dimension: 3072 ->
             6144 for RN50) or ``"sum"`` (AGW/LLCM baselines). Same helper as the evaluator.
         num_workers: DataLoader workers that decode and transform images (0 = in the calling process).
@@ -114,7 +114,7 @@ class FeatureExtractor:
         modality: str = "visible",
         batch_size: int = 64,
         image_size: int | tuple[int, int] | None = None,
-        flip: bool = False,
+        flip: bool = FLIP_DEFAULT,
         flip_mode: str = "concat",
         num_workers: int = 0,
         autocast_dtype: torch.dtype | None = None,

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and results")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print per-trial results")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
     _add_eval(sub)
@@ -148,7 +149,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
     from ..engine.inputs import holdout_validation
     from ..engine.trainer import Trainer
-    from .reporting import make_evaluator, print_report, validation_callback
+    from .reporting import make_evaluator, print_report, protocol_callback, validation_callback
     from .runs import resolve_train_config
 
     cfg = resolve_train_config(args)
@@ -167,12 +168,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
         periodic = None
         if evaluator is not None and cfg.runtime.eval_every > 0:
-            periodic = validation_callback(evaluator, validation) if validation else evaluator.training_callback()
+            periodic = validation_callback(evaluator, validation) if validation else protocol_callback(evaluator)
         final = Trainer(cfg, model, train, evaluate=periodic, dist_info=info).fit(resume=args.resume)
         if evaluator is not None:
             print(f"final model: {final}")
             if not args.no_eval:
-                print_report(evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json")
+                print_report(
+                    evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json", verbose=args.verbose
+                )
     finally:
         cleanup_distributed()
         if file_handler is not None:
@@ -201,7 +204,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     dataset = open_dataset(name, args.root, **_reader_kwargs(name, cfg.data.trial))
     evaluator = make_evaluator(dataset, cfg, device, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size)
     report = evaluator.run(model, args.trials)
-    print_report(report, args.json)
+    print_report(report, args.json, verbose=args.verbose)
     if args.plot:
         from ..viz import plot_evaluation
 
@@ -240,7 +243,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise ValueError(f"--threads {args.threads} is invalid: expected a number of threads >= 1")
-    logging.getLogger("csdn.evaluation").setLevel(logging.WARNING)  # the table replaces the 40 per-trial lines
     run_demo(args.dir, quick=args.quick, threads=args.threads, out=print)
     return 0
 

@@ -150,9 +150,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.inputs import holdout_validation
     from ..engine.trainer import Trainer
     from .reporting import make_evaluator, print_report, protocol_callback, validation_callback
+    from .paths import check_output_dir
     from .runs import resolve_train_config
 
     cfg = resolve_train_config(args)
+    check_output_dir(cfg.runtime.output_dir, "runtime.output_dir")
     info = dist_info_from_env()
     device = resolve_device(cfg.runtime.device, info)
     if not info.is_main:
@@ -313,8 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # lets runtime.deterministic=true work on CUDA
     _configure_logging(args.quiet)
     from ..engine.trainer import NonFiniteLossError
+    from .paths import check_outputs, output_error_message
 
     try:
+        check_outputs(args)  # before any work: eval, extract, export, demo (train checks its resolved output_dir)
         return int(args.func(args) or 0)
     except NonFiniteLossError as error:
         print(f"csdn: error: {error}", file=sys.stderr)
@@ -323,6 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("CSDN_DEBUG"):
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"csdn: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        message = output_error_message(error)
+        if message is None or os.environ.get("CSDN_DEBUG"):
+            raise
         print(f"csdn: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

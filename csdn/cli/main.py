@@ -149,8 +149,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
     from ..engine.inputs import holdout_validation
     from ..engine.trainer import Trainer
-    from .reporting import make_evaluator, print_report, protocol_callback, validation_callback
     from .paths import check_output_dir
+    from .reporting import make_evaluator, print_report, protocol_callback, validation_callback
     from .runs import resolve_train_config
 
     cfg = resolve_train_config(args)

@@ -118,6 +118,8 @@ def _add_extract(sub: Any) -> None:
     p.add_argument("--images", required=True, help="a folder of images or a text file with one path per line")
     p.add_argument("--modality", required=True, choices=["visible", "infrared"], help="which stem to use")
     p.add_argument("--out", required=True, help="output .pt file: {'features': (N, D), 'paths': [...], ...}")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="skip unreadable images (listed under 'skipped' in the output) instead of stopping")  # fmt: skip
     _add_inference_options(p)
     p.set_defaults(func=_cmd_extract)
 
@@ -226,10 +228,17 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         args.checkpoint, device=resolve_device(args.device), modality=args.modality, batch_size=args.batch_size,
         flip=args.flip,
     )  # fmt: skip
-    features = extractor(paths)
-    state = {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": args.flip}
+    features = extractor(paths, skip_bad=args.skip_bad_images)
+    skipped = [s.path for s in extractor.skipped]
+    kept = [p for i, p in enumerate(paths) if i not in {s.index for s in extractor.skipped}]
+    state = {"features": features.contiguous(), "paths": kept, "modality": args.modality, "flip": args.flip}
+    if args.skip_bad_images:
+        state["skipped"] = skipped  # the files left out, so a later run can tell
     save_checkpoint(state, args.out, format=FEATURES_FORMAT)  # atomic; torch.load(..., weights_only=True)
-    print(f"wrote {args.out}: {tuple(features.shape)} {args.modality} features of {len(paths)} images")
+    print(f"wrote {args.out}: {tuple(features.shape)} {args.modality} features of {len(kept)} images")
+    if skipped:
+        more = f" (and {len(skipped) - 3} more, listed under 'skipped' in {args.out})" if len(skipped) > 3 else ""
+        print(f"skipped {len(skipped)} unreadable images: {', '.join(skipped[:3])}{more}")
     return 0
 
 

@@ -119,7 +119,7 @@ def _add_extract(sub: Any) -> None:
     p.add_argument("--modality", required=True, choices=["visible", "infrared"], help="which stem to use")
     p.add_argument("--out", required=True, help="output .pt file: {'features': (N, D), 'paths': [...], ...}")
     p.add_argument("--skip-bad-images", action="store_true",
-                   help="skip unreadable images (listed under 'skipped' in the output) instead of stopping")  # fmt: skip
+                   help="skip unreadable images (listed as 'skipped' in the output) instead of stopping")  # fmt: skip
     _add_inference_options(p)
     p.set_defaults(func=_cmd_extract)
 

@@ -229,8 +229,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         flip=args.flip,
     )  # fmt: skip
     features = extractor(paths, skip_bad=args.skip_bad_images)
-    skipped = [s.path for s in extractor.skipped]
-    kept = [p for i, p in enumerate(paths) if i not in {s.index for s in extractor.skipped}]
+    skipped, left_out = [s.path for s in extractor.skipped], {s.index for s in extractor.skipped}
+    kept = [p for i, p in enumerate(paths) if i not in left_out]
     state = {"features": features.contiguous(), "paths": kept, "modality": args.modality, "flip": args.flip}
     if args.skip_bad_images:
         state["skipped"] = skipped  # the files left out, so a later run can tell

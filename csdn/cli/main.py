@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_extract(sub)
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
     stats = data.add_parser("stats", help="print split statistics of a dataset folder")
-    stats.add_argument("root", help="dataset folder (SYSU-MM01, RegDB or LLCM layout)")
+    stats.add_argument("root", help="dataset folder (SYSU-MM01, RegDB, LLCM or CSV-list layout)")
     stats.add_argument(
         "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: detected)"
     )

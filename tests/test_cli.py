@@ -52,6 +52,8 @@ def run_cli(capsys, *argv):
         (["train", "--root", "{root}", "--ablation", "nope"], "unknown ablation 'nope'"),
         (["train", "--root", "{root}", "--config", "{tmp}/none.yaml"], "config file"),
         (["train", "--root", "{root}", "--dataset", "regdb"], "RegDB: folder"),
+        (["train", "--root", "{root}", "--dataset", "market"], "Unknown dataset 'market'. Valid names are 'sysu'"),
+        (["data", "stats", "--dataset", "market", "{root}"], "Unknown dataset 'market'"),
         (["eval", "--root", "{root}", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
         (["eval", "--root", "{root}", "--checkpoint", "{tmp}/raw.pt"], "not a csdn training checkpoint"),
         (["eval", "--root", "{root}", "--checkpoint", "{tmp}/foreign.pt"], "does not fit the model"),
@@ -86,18 +88,26 @@ def test_user_mistakes_are_one_line_and_exit_2(capsys, tmp_path, sysu_root, argv
 
 def test_argparse_mistakes_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
-        main(["train", "--root", "x", "--dataset", "market"])
-    assert info.value.code == 2 and "invalid choice: 'market'" in capsys.readouterr().err
+        main(["extract", "--checkpoint", "x", "--images", "x", "--out", "x", "--modality", "thermal"])
+    assert info.value.code == 2 and "invalid choice: 'thermal'" in capsys.readouterr().err
 
 
 def test_train_eval_extract_round_trip(capsys, trained, sysu_root, tmp_path):
     run_dir = trained.parents[1]
     assert (run_dir / "train.log").is_file() and (run_dir / "metrics.jsonl").is_file()
     validation = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if "stage3/eval" in x]
-    assert len(validation) == 1 and 0.0 <= validation[0]["rank1"] <= 1.0  # held-out ids, not the test set
+    assert len(validation) == 1  # held-out ids, not the test set, labelled so, in percent as the final table
+    assert {"heldout_rank1", "heldout_mAP", "heldout_mINP"} <= set(validation[0])
+    assert 0.0 <= validation[0]["heldout_rank1"] <= 100.0 and "rank1" not in validation[0]
     code, out, _ = run_cli(capsys, "-q", "eval", "--root", sysu_root, "--checkpoint", trained, "--trials", 2,
                            "--json", tmp_path / "eval.json")  # fmt: skip
     assert code == 0 and "sysu all-search single-shot" in out
+    assert "trial" not in out.replace("trials", "")  # one table, no per-trial lines
+    code, verbose, _ = run_cli(capsys, "-q", "-v", "eval", "--root", sysu_root, "--checkpoint", trained,
+                               "--trials", 2)  # fmt: skip
+    assert code == 0 and verbose.endswith(out.replace(f"results written to {tmp_path / 'eval.json'}\n", ""))
+    per_trial = [line.split() for line in verbose.splitlines() if line.startswith("sysu all-search single-shot")]
+    assert [row[3] for row in per_trial[:2]] == ["0", "1"]  # trial column of the two per-trial lines
     report = json.loads((tmp_path / "eval.json").read_text())
     assert len(report["records"]) == 4 * 2  # 4 settings x 2 trials
     assert 0.0 <= report["summary"]["sysu all-search single-shot"]["mAP"]["mean"] <= 1.0

@@ -53,6 +53,7 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``csdn`` argument parser (sub-commands set ``func``)."""
     from .ablate import add_ablate_parser
+    from .synth import add_synth_parser
 
     parser = argparse.ArgumentParser(
         prog="csdn",
@@ -62,15 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and results")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print per-trial results")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
     _add_eval(sub)
     _add_extract(sub)
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
     stats = data.add_parser("stats", help="print split statistics of a dataset folder")
-    stats.add_argument("root", help="dataset folder (SYSU-MM01, RegDB or LLCM layout)")
-    stats.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="layout (default: detected)")
+    stats.add_argument("root", help="dataset folder (SYSU-MM01, RegDB, LLCM or CSV-list layout)")
+    stats.add_argument(
+        "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: detected)"
+    )
     stats.set_defaults(func=_cmd_data_stats)
+    add_synth_parser(data)
     _add_demo(sub)
     add_ablate_parser(sub)
     try:
@@ -84,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train CSDN (three stages)", description="Train CSDN; see docs for the config.")
-    p.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="dataset (default: the preset's)")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: the preset's)"
+    )
     p.add_argument("--root", required=True, help="dataset folder in its public layout")
     p.add_argument("--config", help="YAML/JSON config file (partial files are merged onto the preset)")
     p.add_argument(
@@ -108,7 +115,9 @@ def _add_eval(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint with the dataset's full protocol")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by csdn train (final.pt or last.pt)")
     p.add_argument("--root", required=True, help="dataset folder")
-    p.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="dataset (default: the checkpoint's)")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: the checkpoint's)"
+    )
     p.add_argument("--trials", type=int, help="number of trials to average (default: all the protocol has)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -124,13 +133,18 @@ def _add_extract(sub: Any) -> None:
     p.add_argument("--images", required=True, help="a folder of images or a text file with one path per line")
     p.add_argument("--modality", required=True, choices=["visible", "infrared"], help="which stem to use")
     p.add_argument("--out", required=True, help="output .pt file: {'features': (N, D), 'paths': [...], ...}")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="skip unreadable images (listed as 'skipped' in the output) instead of stopping")  # fmt: skip
     _add_inference_options(p)
     p.set_defaults(func=_cmd_extract)
 
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that run a trained model over images (``eval``, ``extract``)."""
-    p.add_argument("--no-flip", action="store_true", help="do not add the flipped image's features")
+    from ..evaluation.features import FLIP_DEFAULT
+
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=FLIP_DEFAULT,
+                   help="add the flipped image's features (the official test; default: on)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     _add_trust_code(p)
@@ -162,13 +176,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.inputs import holdout_validation
     from ..engine.run_dir import claim_run_folder
     from ..engine.trainer import Trainer
-    from .reporting import make_evaluator, print_report, validation_callback
+    from .paths import check_output_dir
+    from .reporting import make_evaluator, print_report, protocol_callback, validation_callback
     from .runs import resolve_train_config
 
     cfg = resolve_train_config(args)
     if args.print_config:
         print(_config_text(cfg), end="")
         return 0
+    check_output_dir(cfg.runtime.output_dir, "runtime.output_dir")
     info = dist_info_from_env()
     device = resolve_device(cfg.runtime.device, info)
     if not info.is_main:
@@ -186,12 +202,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             evaluator = make_evaluator(dataset, cfg, device) if info.is_main else None
             periodic = None
             if evaluator is not None and cfg.runtime.eval_every > 0:
-                periodic = validation_callback(evaluator, validation) if validation else evaluator.training_callback()
+                periodic = validation_callback(evaluator, validation) if validation else protocol_callback(evaluator)
             final = Trainer(cfg, model, train, evaluate=periodic, dist_info=info).fit(resume=args.resume)
             if evaluator is not None:
                 print(f"final model: {final}")
                 if not args.no_eval:
-                    print_report(evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json")
+                    print_report(
+                        evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json", verbose=args.verbose
+                    )
     finally:
         cleanup_distributed()
         if file_handler is not None:
@@ -218,11 +236,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model, cfg, _ = load_trained_model(args.checkpoint, device, trust_code=args.trust_code)
     name = args.dataset or cfg.data.dataset
     dataset = open_dataset(name, args.root, **_reader_kwargs(name, cfg.data.trial))
-    evaluator = make_evaluator(
-        dataset, cfg, device, rerank=args.rerank, flip=not args.no_flip, batch_size=args.batch_size
-    )
+    evaluator = make_evaluator(dataset, cfg, device, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size)
     report = evaluator.run(model, args.trials)
-    print_report(report, args.json)
+    print_report(report, args.json, verbose=args.verbose)
     if args.plot:
         from ..viz import plot_evaluation
 
@@ -240,12 +256,19 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     paths = _image_list(args.images)
     extractor = FeatureExtractor(
         args.checkpoint, device=resolve_device(args.device), modality=args.modality, batch_size=args.batch_size,
-        flip=not args.no_flip, trust_code=args.trust_code,
+        flip=args.flip, trust_code=args.trust_code,
     )  # fmt: skip
-    features = extractor(paths, progress=True)
-    state = {"features": features.contiguous(), "paths": paths, "modality": args.modality, "flip": not args.no_flip}
+    features = extractor(paths, progress=True, skip_bad=args.skip_bad_images)
+    skipped, left_out = [s.path for s in extractor.skipped], {s.index for s in extractor.skipped}
+    kept = [p for i, p in enumerate(paths) if i not in left_out]
+    state = {"features": features.contiguous(), "paths": kept, "modality": args.modality, "flip": args.flip}
+    if args.skip_bad_images:
+        state["skipped"] = skipped  # the files left out, so a later run can tell
     save_checkpoint(state, args.out, format=FEATURES_FORMAT)  # atomic; torch.load(..., weights_only=True)
-    print(f"wrote {args.out}: {tuple(features.shape)} {args.modality} features of {len(paths)} images")
+    print(f"wrote {args.out}: {tuple(features.shape)} {args.modality} features of {len(kept)} images")
+    if skipped:
+        more = f" (and {len(skipped) - 3} more, listed under 'skipped' in {args.out})" if len(skipped) > 3 else ""
+        print(f"skipped {len(skipped)} unreadable images: {', '.join(skipped[:3])}{more}")
     return 0
 
 
@@ -261,7 +284,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise ValueError(f"--threads {args.threads} is invalid: expected a number of threads >= 1")
-    logging.getLogger("csdn.evaluation").setLevel(logging.WARNING)  # the table replaces the 40 per-trial lines
     run_demo(args.dir, quick=args.quick, threads=args.threads, out=print)
     return 0
 
@@ -345,9 +367,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # lets runtime.deterministic=true work on CUDA
     _configure_logging(args.quiet)
     from ..engine.trainer import NonFiniteLossError
+    from .paths import check_outputs, output_error_message
 
     previous = _handle_sigterm(_raise_terminated)
     try:
+        check_outputs(args)  # before any work: eval, extract, export, demo (train checks its resolved output_dir)
         return int(args.func(args) or 0)
     except NonFiniteLossError as error:
         print(f"csdn: error: {error}", file=sys.stderr)
@@ -364,6 +388,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 143  # 128 + SIGTERM, the status a shell reports for a process SIGTERM ended
+    except OSError as error:
+        message = output_error_message(error)
+        if message is None or os.environ.get("CSDN_DEBUG"):
+            raise
+        print(f"csdn: error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("csdn: interrupted", file=sys.stderr)
         return 130

@@ -14,8 +14,9 @@ from ..data.samples import TestSplit
 from ..engine.config import TrainConfig
 from ..evaluation import VIReIDEvaluator, evaluate
 from ..evaluation.evaluator import EvaluationReport
+from ..evaluation.features import FLIP_DEFAULT
 
-__all__ = ["make_evaluator", "validation_callback", "chance_level", "print_report"]
+__all__ = ["make_evaluator", "validation_callback", "protocol_callback", "chance_level", "print_report"]
 
 
 def make_evaluator(
@@ -24,7 +25,7 @@ def make_evaluator(
     device: torch.device | str | None,
     *,
     rerank: bool = False,
-    flip: bool = True,
+    flip: bool = FLIP_DEFAULT,
     batch_size: int = 128,
 ) -> VIReIDEvaluator:
     """The dataset's full protocol (every reported setting x every trial) at the run's input size."""
@@ -41,13 +42,31 @@ def make_evaluator(
 
 
 def validation_callback(evaluator: VIReIDEvaluator, split: TestSplit) -> Callable[[torch.nn.Module, int], dict]:
-    """A trainer ``evaluate(model, trials)`` function scoring a held-out validation split (``trials`` unused)."""
+    """A trainer ``evaluate(model, trials)`` function scoring a held-out validation split (``trials`` unused).
+
+    Returns ``{"heldout_rank1", "heldout_mAP", "heldout_mINP"}`` in percent, the units of the final table, named
+    so the training log and ``metrics.jsonl`` cannot be mistaken for test-set numbers.
+    """
 
     def evaluate_validation(model: torch.nn.Module, trials: int) -> dict[str, float]:
         record = evaluator.evaluate_split(model, split)
-        return {"rank1": record.rank1, "mAP": record.mAP, "mINP": record.mINP}
+        return {f"heldout_{m}": 100 * getattr(record, m) for m in ("rank1", "mAP", "mINP")}
 
     return evaluate_validation
+
+
+def protocol_callback(evaluator: VIReIDEvaluator) -> Callable[[torch.nn.Module, int], dict]:
+    """A trainer ``evaluate(model, trials)`` function on the test protocol's first setting (no held-out ids).
+
+    Returns ``{"test_rank1", "test_mAP", "test_mINP"}`` in percent (means over the first ``trials`` trials).
+    """
+    scores = evaluator.training_callback()
+
+    def evaluate_protocol(model: torch.nn.Module, trials: int) -> dict[str, float]:
+        values = scores(model, trials)
+        return {f"test_{m}": 100 * values[m] for m in ("rank1", "mAP", "mINP")}
+
+    return evaluate_protocol
 
 
 def chance_level(evaluator: VIReIDEvaluator, trials: int | None = None, draws: int = 20) -> dict[str, dict[str, float]]:
@@ -80,8 +99,14 @@ def print_report(
     json_path: str | os.PathLike | None = None,
     chance: dict[str, dict[str, float]] | None = None,
     out: Callable[[str], Any] = print,
+    verbose: bool = False,
 ) -> None:
-    """Print the metrics table (mean +- std over trials, percent), the chance level if given, and save JSON."""
+    """Print the metrics table (mean ± std over trials, percent), the chance level if given, and save JSON.
+
+    With ``verbose``, the per-trial results are printed before the table.
+    """
+    if verbose:
+        out(report.to_trial_table())
     out(report.to_table())
     if chance:
         for name, values in chance.items():

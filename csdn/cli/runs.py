@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from ..engine.config import TrainConfig, apply_overrides, config_from_dict, config_to_dict
@@ -11,6 +12,8 @@ from ..engine.presets import PRESETS, apply_ablation, get_preset
 from ..engine.schedules import fit_schedules
 
 __all__ = ["resolve_train_config"]
+
+logger = logging.getLogger("csdn.cli")
 
 
 def _read_config_file(path: str) -> dict:
@@ -37,10 +40,16 @@ def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
         ValueError: for an unknown preset/ablation, a bad config file or a bad ``--set`` item.
     """
     preset = args.preset or args.dataset or "sysu"
+    fallback = args.preset is None and preset not in PRESETS  # csv or a registered reader: no preset of its own
+    if fallback:
+        logger.info("dataset %s has no preset: using the sysu hyper-parameters, output in runs/%s", preset, preset)
+        preset = "sysu"
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     data = config_to_dict(get_preset(preset))
     explicit = []
+    if fallback:
+        data["runtime"]["output_dir"] = f"runs/{args.dataset}"
     if args.config:
         for section, values in _read_config_file(args.config).items():
             data[section].update(values)

@@ -9,9 +9,10 @@ tensor (3, H, W) / (N, 3, H, W) taken as an already preprocessed model input.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import PIL.Image
@@ -23,13 +24,17 @@ from .transforms import build_test_transform
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "WIDE_MODES",
     "ImageInput",
     "InputDataset",
+    "SkippedInput",
+    "collate_skipping",
     "check_image_size",
     "list_images",
     "load_image",
     "preprocess",
     "split_inputs",
+    "to_8bit",
     "to_pil_image",
 ]
 
@@ -39,20 +44,66 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ImageInput = str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
 
 
+#: PIL modes of more than 8 bits per pixel (16-bit thermal PNGs, 32-bit integer and float images).
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_UINT16_MAX = 65535
+
+
+def to_8bit(image: PIL.Image.Image) -> PIL.Image.Image:
+    """Scale a 16-bit, 32-bit integer or float greyscale image to 8-bit ``"L"`` by its range, never clipping.
+
+    - ``I;16*`` (16-bit, e.g. thermal-camera PNGs): the full range 0..65535 maps to 0..255 (``round(v * 255 /
+      65535)``, halves rounded up), so the image keeps its brightness relative to the sensor's range.
+    - ``I`` (32-bit integer; PIL opens some 16-bit PNGs and TIFFs this way): as 16-bit when every value lies in
+      0..65535, else min-max.
+    - ``F`` (float): values in [0, 1] map to 0..255 (``round(v * 255)``); any other range is min-max scaled.
+    - Min-max scaling maps the image's minimum to 0 and its maximum to 255 (a constant image becomes 0).
+
+    Other modes are returned unchanged. NaNs (float images) become 0.
+    """
+    if image.mode not in WIDE_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= _UINT16_MAX):
+        scaled = values * 255.0 / _UINT16_MAX
+    elif image.mode == "F" and low >= 0.0 and high <= 1.0:
+        scaled = values * 255.0
+    else:
+        scaled = (values - low) * 255.0 / (high - low) if high > low else np.zeros_like(values)
+    return PIL.Image.fromarray(np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8), mode="L")  # half up
+
+
 def load_image(path: str | os.PathLike) -> PIL.Image.Image:
     """Open an image file as an RGB PIL image (grey/thermal images are replicated to three channels).
 
+    16-bit, 32-bit and float images are scaled to 8 bits from their full range (:func:`to_8bit`), not clipped.
+    Images over PIL's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``, a guard against decompression bombs) are
+    refused, as are files PIL cannot decode or that end early (truncated).
+
     Raises:
         FileNotFoundError: if the file is missing.
-        ValueError: if the file cannot be decoded, naming it.
+        ValueError: if the file cannot be decoded or is over the pixel limit, naming it.
     """
     try:
-        with PIL.Image.open(path) as image:
-            return image.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(path) as image:
+                image.load()
+                return to_8bit(image).convert("RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"Image {path} not found; was the dataset moved after the reader was built?") from None
-    except (OSError, PIL.UnidentifiedImageError) as error:
-        raise ValueError(f"Cannot decode image {path} ({error}); re-extract it from the dataset archive.") from error
+    except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as error:
+        raise ValueError(
+            f"Image {path} is larger than PIL's limit of {PIL.Image.MAX_IMAGE_PIXELS} pixels ({error}); if you "
+            "trust the file, raise PIL.Image.MAX_IMAGE_PIXELS."
+        ) from None
+    except (OSError, SyntaxError, PIL.UnidentifiedImageError) as error:
+        raise ValueError(
+            f"Cannot decode image {path} ({error}); the file is damaged, truncated or not an image; re-extract or "
+            "replace it."
+        ) from None
 
 
 def list_images(root: str | os.PathLike, recursive: bool = True) -> list[str]:
@@ -95,7 +146,7 @@ def to_pil_image(image: Any) -> PIL.Image.Image:
             raise ValueError(f"input {os.fspath(image)!r} is a folder; pass csdn.data.images.list_images(folder)")
         return load_image(image)
     if isinstance(image, PIL.Image.Image):
-        return image.convert("RGB")
+        return to_8bit(image).convert("RGB")
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
             raise ValueError(f"uint8 tensor images must be (C, H, W) with C 1 or 3, got {image.dtype} "
@@ -132,22 +183,41 @@ def split_inputs(inputs: Any) -> list[Any]:
     )
 
 
-class InputDataset(Dataset):
-    """Items of a user's input list as preprocessed ``(3, H, W)`` float tensors."""
+class SkippedInput(NamedTuple):
+    """An input file :class:`InputDataset` could not read (with ``skip_bad``): its position, path and why."""
 
-    def __init__(self, items: list[Any], image_size: tuple[int, int], transform: v2.Transform) -> None:
-        self.items, self.image_size, self.transform = items, image_size, transform
+    index: int
+    path: str
+    reason: str
+
+
+class InputDataset(Dataset):
+    """Items of a user's input list as preprocessed ``(3, H, W)`` float tensors.
+
+    With ``skip_bad``, an image *file* that is missing, undecodable, truncated or over PIL's pixel limit gives a
+    :class:`SkippedInput` instead of an error (collate batches with :func:`collate_skipping`); other bad inputs
+    (wrong array shapes, types) still raise.
+    """
+
+    def __init__(
+        self, items: list[Any], image_size: tuple[int, int], transform: v2.Transform, skip_bad: bool = False
+    ) -> None:
+        self.items, self.image_size, self.transform, self.skip_bad = items, image_size, transform, skip_bad
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> torch.Tensor | SkippedInput:
         item = self.items[index]
         if isinstance(item, torch.Tensor) and item.is_floating_point():
             return self._preprocessed(item, index)
         try:
             return self.transform(to_pil_image(item))
-        except ValueError as error:
+        except (ValueError, FileNotFoundError) as error:
+            if self.skip_bad and isinstance(item, (str, os.PathLike)) and not Path(item).is_dir():
+                return SkippedInput(index, os.fspath(item), str(error))
+            if isinstance(error, FileNotFoundError):
+                raise
             raise ValueError(f"input {index}: {error}") from None
 
     def _preprocessed(self, item: torch.Tensor, index: int) -> torch.Tensor:
@@ -159,6 +229,12 @@ class InputDataset(Dataset):
                 "or paths to have them preprocessed"
             )
         return item.float().cpu()
+
+
+def collate_skipping(batch: list[torch.Tensor | SkippedInput]) -> tuple[torch.Tensor | None, list[SkippedInput]]:
+    """DataLoader ``collate_fn`` for :class:`InputDataset` with ``skip_bad``: (stacked good images or None, skipped)."""
+    good = [x for x in batch if isinstance(x, torch.Tensor)]
+    return (torch.stack(good) if good else None), [x for x in batch if isinstance(x, SkippedInput)]
 
 
 def preprocess(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from .._modality import Modality
 
-__all__ = ["Modality", "Sample", "TrainSplit", "TestSplit", "PROTOCOL_NAMES"]
+__all__ = ["Modality", "Sample", "TrainSplit", "TestSplit", "PROTOCOL_NAMES", "describe_samples"]
 
 #: Names of the evaluation protocols a :class:`TestSplit` can carry (their rules: ``csdn.evaluation.protocols``).
 PROTOCOL_NAMES = ("sysu", "regdb", "llcm", "market")
@@ -31,6 +32,12 @@ class Sample(NamedTuple):
     label: int = -1
 
 
+def describe_samples(samples: Sequence[Sample]) -> str:
+    """A short summary of a sample list for reprs: ``"<120 images, 12 ids, cams [1, 2, 4, 5]>"``."""
+    cams = sorted({s.cam for s in samples})
+    return f"<{len(samples)} images, {len({s.pid for s in samples})} ids, cams {cams}>"
+
+
 @dataclass(frozen=True)
 class TrainSplit:
     """Training images of both modalities with aligned labels ``0..num_classes-1``.
@@ -44,6 +51,12 @@ class TrainSplit:
     visible: list[Sample]
     infrared: list[Sample]
     num_classes: int
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainSplit(num_classes={self.num_classes}, visible={describe_samples(self.visible)}, "
+            f"infrared={describe_samples(self.infrared)})"
+        )
 
     @property
     def pids(self) -> list[int]:
@@ -73,3 +86,9 @@ class TestSplit:
     gallery_modality: str
     name: str
     trial: int = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"TestSplit({self.name!r}, trial={self.trial}, protocol={self.protocol!r}, "
+            f"query={describe_samples(self.query)}, gallery={describe_samples(self.gallery)})"
+        )

@@ -44,7 +44,7 @@ __all__ = [
 class DataConfig:
     """Where the images come from and how they are augmented."""
 
-    dataset: Literal["sysu", "regdb", "llcm"] = "sysu"  # dataset reader and evaluation protocol
+    dataset: str = "sysu"  # dataset reader: sysu, regdb, llcm, csv or a name given to csdn.data.register_dataset
     root: str = ""  # dataset root folder (raw public layout)
     trial: int = 1  # RegDB split used for training (1..10); ignored by SYSU-MM01 and LLCM
     height: int = 288  # input height in pixels

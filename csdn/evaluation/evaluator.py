@@ -16,10 +16,11 @@ gallery images drawn by several trials are embedded once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from .._io import atomic_write_text
 from ..data.base import VIReIDDataset
 from ..data.samples import Sample, TestSplit
 from ..data.transforms import build_test_transform
-from .features import FLIP_MODES, extract_features
+from .features import FLIP_DEFAULT, FLIP_MODES, extract_features
 from .fused import METRICS, distance
 from .metrics import evaluate
 
@@ -39,7 +40,47 @@ __all__ = ["EvaluationReport", "TrialRecord", "VIReIDEvaluator"]
 
 logger = logging.getLogger(__name__)
 
+
+class _OnceFilter(logging.Filter):
+    """Lets each distinct message (logger and text) of the logger ``name`` and its children through once."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+        self.prefix = name + "."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (record.name + ".").startswith(self.prefix):
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+@contextlib.contextmanager
+def log_once(logger_: logging.Logger) -> Iterator[None]:
+    """Within the block, each distinct message of ``logger_`` and its children is emitted once.
+
+    A filter on a logger only sees records created at that logger, so the filter goes on the handlers that
+    records of ``logger_``'s children reach (those of ``logger_`` and its ancestors).
+    """
+    filters, current = [], logger_
+    while current is not None:
+        filters.extend((handler, _OnceFilter(logger_.name)) for handler in current.handlers)  # one per handler
+        current = current.parent if current.propagate else None
+    for handler, once in filters:
+        handler.addFilter(once)
+    try:
+        yield
+    finally:
+        for handler, once in filters:
+            handler.removeFilter(once)
+
+
 _HEADLINE = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+_COLUMNS = ("rank-1", "rank-5", "rank-10", "rank-20", "mAP", "mINP")  # table headers of _HEADLINE
 
 
 @dataclass
@@ -96,19 +137,53 @@ class EvaluationReport:
             }
         return out
 
+    @property
+    def reranked(self) -> bool:
+        """Whether the distances were k-reciprocal re-ranked (``config["rerank"]``)."""
+        return bool(self.config.get("rerank", False))
+
+    @property
+    def label(self) -> str:
+        """What the numbers are: units, statistic, and re-ranking (with its parameters) when it was on."""
+        text = "%, mean ± std over trials"
+        if self.reranked:
+            c = self.config
+            text += f"; re-ranked (k-reciprocal, k1={c.get('k1')}, k2={c.get('k2')}, lambda={c.get('lambda_value')})"
+        return text
+
     def to_table(self) -> str:
-        """Percentages per setting: ``mean +- std`` over trials."""
-        header = f"{'setting':<36} {'trials':>6} " + " ".join(f"{m:>14}" for m in _HEADLINE)
-        lines = [self.dataset, header, "-" * len(header)]
+        """One row per setting, one column per metric: ``mean ± std`` over trials, in percent.
+
+        The first line names the dataset, the second what the numbers are (:attr:`label`, which says
+        "re-ranked" when they are).
+        """
+        header = f"{'setting':<36} {'trials':>6} " + " ".join(f"{m:>15}" for m in _COLUMNS)
+        lines = [self.dataset, self.label, header, "-" * len(header)]
         for name, stats in self.summary().items():
-            cells = " ".join(f"{100 * s['mean']:7.2f}+-{100 * s['std']:5.2f}" for s in stats.values())
+            cells = " ".join(f"{100 * s['mean']:7.2f} ± {100 * s['std']:5.2f}" for s in stats.values())
             lines.append(f"{name:<36} {stats['mAP']['trials']:>6} {cells}")
         return "\n".join(lines)
 
+    def to_trial_table(self) -> str:
+        """One row per (setting, trial): rank-1, mAP and mINP in percent (what ``csdn eval -v`` prints)."""
+        lines = [f"{'setting':<36} {'trial':>5} {'rank-1':>7} {'mAP':>7} {'mINP':>7}"]
+        for r in self.records:
+            lines.append(f"{r.setting:<36} {r.trial:>5} {100 * r.rank1:7.2f} {100 * r.mAP:7.2f} {100 * r.mINP:7.2f}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(self.settings())
+        return (
+            f"EvaluationReport(dataset={self.dataset!r}, settings=[{settings}], records={len(self.records)}, "
+            f"reranked={self.reranked})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: dataset, config, summary and every record."""
+        """JSON-ready dict: dataset, what the numbers are, config, summary (fractions) and every record."""
         return {
             "dataset": self.dataset,
+            "reranked": self.reranked,
+            "label": self.label.replace("%, ", "fractions in [0, 1], "),
             "config": self.config,
             "summary": self.summary(),
             "records": [asdict(r) for r in self.records],
@@ -155,7 +230,7 @@ class VIReIDEvaluator:
         batch_size: int = 64,
         num_workers: int = 0,
         device: str | torch.device | None = None,
-        flip: bool = True,
+        flip: bool = FLIP_DEFAULT,
         flip_mode: str = "concat",
         metric: str = "cosine",
         rerank: bool = False,
@@ -263,15 +338,19 @@ class VIReIDEvaluator:
             raise ValueError(f"trials selects no trial (configured: {list(self.trials)}).")
         cache: dict = {}
         records = []
-        for setting in self.settings if settings is None else settings:
-            for trial in run_trials:
-                record = self.evaluate_split(model, self.dataset.test(**setting, trial=trial), cache)
-                logger.info(
-                    "%s trial %d: rank1 %.2f%% mAP %.2f%% mINP %.2f%%",
-                    record.setting, trial, 100 * record.rank1, 100 * record.mAP, 100 * record.mINP,
-                )  # fmt: skip
-                records.append(record)
+        with log_once(logging.getLogger("csdn.evaluation")):  # e.g. "CMC clipped" once, not once per trial
+            for setting in self.settings if settings is None else settings:
+                for trial in run_trials:
+                    records.append(self._run_one(model, setting, trial, cache))
         return EvaluationReport(dataset=repr(self.dataset), records=records, config=self.config())
+
+    def _run_one(self, model: nn.Module, setting: dict, trial: int, cache: dict) -> TrialRecord:
+        record = self.evaluate_split(model, self.dataset.test(**setting, trial=trial), cache)
+        logger.debug(
+            "%s trial %d: rank1 %.2f%% mAP %.2f%% mINP %.2f%%",
+            record.setting, trial, 100 * record.rank1, 100 * record.mAP, 100 * record.mINP,
+        )  # fmt: skip
+        return record
 
     def training_callback(self, setting: int = 0) -> Callable[[nn.Module, int], dict[str, float]]:
         """An ``evaluate(model, trials) -> {"rank1", "mAP", "mINP", ...}`` function for the trainer.

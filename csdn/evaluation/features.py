@@ -22,11 +22,14 @@ from ..data.loaders import ImageDataset
 from ..data.samples import Sample
 from ..data.transforms import build_test_transform
 
-__all__ = ["FLIP_MODES", "encode_images", "extract_features", "model_device"]
+__all__ = ["FLIP_DEFAULT", "FLIP_MODES", "encode_images", "extract_features", "model_device"]
 
 logger = logging.getLogger(__name__)
 
 FLIP_MODES = ("concat", "sum")
+#: Flip test-time augmentation on or off by default, in every entry point (extractor, evaluator, extract,
+#: export): on, as in the official test.
+FLIP_DEFAULT = True
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -37,7 +40,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def encode_images(
-    model: nn.Module, images: torch.Tensor, modality: str, flip: bool = True, flip_mode: str = "concat"
+    model: nn.Module, images: torch.Tensor, modality: str, flip: bool = FLIP_DEFAULT, flip_mode: str = "concat"
 ) -> torch.Tensor:
     """Embed a batch, optionally with the flip test-time augmentation.
 
@@ -66,7 +69,7 @@ def extract_features(
     transform: Callable[[Any], torch.Tensor] | None = None,
     batch_size: int = 64,
     device: str | torch.device | None = None,
-    flip: bool = True,
+    flip: bool = FLIP_DEFAULT,
     flip_mode: str = "concat",
     num_workers: int = 0,
     progress: ProgressReport = True,

@@ -81,6 +81,12 @@ class EvaluationResult:
             raise ValueError(f"rank k must be >= 1, got {k}.")
         return float(self.cmc[min(k, len(self.cmc)) - 1])
 
+    def __repr__(self) -> str:
+        return (
+            f"EvaluationResult(protocol={self.protocol!r}, queries={len(self.valid)}, valid={self.num_valid}, "
+            f"rank1={self.rank1:.4f}, mAP={self.mAP:.4f}, mINP={self.mINP:.4f}, cmc=<{len(self.cmc)} ranks>)"
+        )
+
     def summary(self, ranks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float]:
         """Headline numbers as fractions: ``{"rank1": .., "rank5": .., ..., "mAP": .., "mINP": ..}``."""
         out = {f"rank{k}": self.rank(k) for k in ranks}

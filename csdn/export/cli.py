@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..evaluation.features import FLIP_DEFAULT
+
 __all__ = ["add_export_parser", "run_export"]
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,10 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
         help="input size (default: the csdn checkpoint's training size; 288 144 for official checkpoints)",
     )  # fmt: skip
-    parser.add_argument("--flip", action="store_true", help="bake flip test-time augmentation into the graph")
+    parser.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, default=FLIP_DEFAULT,
+        help="bake flip test-time augmentation into the graph (the official test; default: on)",
+    )  # fmt: skip
     parser.add_argument(
         "--flip-mode", choices=["concat", "sum"], default="concat",
         help="with --flip: concatenate (official, doubles D) or sum the two embeddings",

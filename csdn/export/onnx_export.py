@@ -23,7 +23,7 @@ from .._optional import require
 from ..data import Modality
 from ..data.images import check_image_size
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..evaluation.features import FLIP_MODES, encode_images, model_device
+from ..evaluation.features import FLIP_DEFAULT, FLIP_MODES, encode_images, model_device
 from ..inference import load_model
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class ImageEncoderExport(nn.Module):
         flip_mode: ``"concat"`` (``(B, 2D)``, official) or ``"sum"`` (``(B, D)``); as in the evaluator.
     """
 
-    def __init__(self, model: nn.Module, modality: str, flip: bool = False, flip_mode: str = "concat") -> None:
+    def __init__(self, model: nn.Module, modality: str, flip: bool = FLIP_DEFAULT, flip_mode: str = "concat") -> None:
         super().__init__()
         if flip_mode not in FLIP_MODES:
             raise ValueError(f"Unknown value {flip_mode!r} for argument flip_mode. Valid values are {list(FLIP_MODES)}")
@@ -93,7 +93,7 @@ def export_onnx(
     modality: str,
     *,
     image_size: int | tuple[int, int] | None = None,
-    flip: bool = False,
+    flip: bool = FLIP_DEFAULT,
     flip_mode: str = "concat",
     opset: int | None = None,
     dynamo: bool = True,
@@ -148,7 +148,7 @@ def verify_onnx(
     model: nn.Module,
     modality: str,
     *,
-    flip: bool = False,
+    flip: bool = FLIP_DEFAULT,
     flip_mode: str = "concat",
     batch_size: int = 3,
     seed: int = 0,

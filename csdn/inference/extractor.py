@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader
 
 from .._progress import Progress, ProgressReport
 from ..data import Modality
-from ..data.images import ImageInput, InputDataset, check_image_size, split_inputs
+from ..data.images import ImageInput, InputDataset, SkippedInput, check_image_size, collate_skipping, split_inputs
 from ..data.transforms import build_test_transform
-from ..evaluation.features import FLIP_MODES, encode_images, model_device
+from ..evaluation.features import FLIP_DEFAULT, FLIP_MODES, encode_images, model_device
 from ..models.checkpoint import load_model_file
 
 logger = logging.getLogger(__name__)
@@ -98,8 +98,8 @@ class FeatureExtractor:
         batch_size: Images per forward pass.
         image_size: Model input ``(H, W)`` or an int for square inputs; default: the checkpoint's training size,
             else ``(288, 144)``.
-        flip: Also embed the horizontally flipped image (the official test protocol, also the default of
-            :class:`csdn.evaluation.VIReIDEvaluator`; pass ``flip=True`` to reproduce its numbers).
+        flip: Also embed the horizontally flipped image (the official test protocol; default
+            :data:`csdn.evaluation.features.FLIP_DEFAULT`, on, as in :class:`csdn.evaluation.VIReIDEvaluator`).
         flip_mode: How the two embeddings combine: ``"concat"`` (official CSDN, doubles the dimension: 3072 ->
             6144 for RN50) or ``"sum"`` (AGW/LLCM baselines). Same helper as the evaluator.
         num_workers: DataLoader workers that decode and transform images (0 = in the calling process).
@@ -120,7 +120,7 @@ class FeatureExtractor:
         modality: str = "visible",
         batch_size: int = 64,
         image_size: int | tuple[int, int] | None = None,
-        flip: bool = False,
+        flip: bool = FLIP_DEFAULT,
         flip_mode: str = "concat",
         num_workers: int = 0,
         autocast_dtype: torch.dtype | None = None,
@@ -138,6 +138,8 @@ class FeatureExtractor:
         self.batch_size, self.flip, self.flip_mode, self.num_workers = batch_size, bool(flip), flip_mode, num_workers
         self.autocast_dtype = autocast_dtype
         self.transform = build_test_transform(*self.image_size)
+        #: Image files the last call with ``skip_bad=True`` skipped (position, path, reason), in input order.
+        self.skipped: list[SkippedInput] = []
 
     @property
     def device(self) -> torch.device:
@@ -145,7 +147,11 @@ class FeatureExtractor:
         return model_device(self.model)
 
     def __call__(
-        self, inputs: ImageInput | Sequence[ImageInput], modality: str | None = None, progress: ProgressReport = False
+        self,
+        inputs: ImageInput | Sequence[ImageInput],
+        modality: str | None = None,
+        progress: ProgressReport = False,
+        skip_bad: bool = False,
     ) -> torch.Tensor:
         """Embed ``inputs`` (see the class docstring for the accepted forms).
 
@@ -154,32 +160,43 @@ class FeatureExtractor:
             modality: Modality of these inputs; default: the extractor's ``modality``.
             progress: ``True``: a bar on a terminal, a log line every 10 s elsewhere (``csdn extract``);
                 ``False`` (default): silent; or a callable ``progress(done, total)`` called after every batch.
+            skip_bad: Skip image files that are missing, undecodable, truncated or over PIL's pixel limit instead
+                of raising; they are listed in :attr:`skipped` (and counted in a warning log line), and their rows
+                are left out of the result.
 
         Returns:
             CPU float32 tensor ``(N, D)`` (``(N, 2D)`` with ``flip`` and ``flip_mode="concat"``), rows in input
-            order.
+            order (``N`` = inputs minus skipped files).
 
         Raises:
-            ValueError: for an empty input, an unsupported input type or shape, an unknown modality.
-            FileNotFoundError: for a missing image file.
+            ValueError: for an empty input, an unsupported input type or shape, an unknown modality, an
+                unreadable image file (without ``skip_bad``), or when every file was skipped.
+            FileNotFoundError: for a missing image file (without ``skip_bad``).
         """
         modality = Modality.parse(modality or self.modality).value
         items = split_inputs(inputs)
         if not items:
             raise ValueError("inputs is empty: pass at least one image")
+        self.skipped = []
         chunks = []
         with Progress(len(items), f"extracting {len(items)} {modality} features", progress, logger) as bar:
-            for batch in self._batches(items, modality):
+            for batch in self._batches(items, modality, skip_bad):
                 chunks.append(batch)
                 bar.update(len(batch))
+        if self.skipped:
+            names = ", ".join(s.path for s in self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+            logger.warning("skipped %d of %d unreadable images: %s", len(self.skipped), len(items), names)
+        if not chunks:
+            raise ValueError(f"none of the {len(items)} images could be read (first: {self.skipped[0].reason})")
         return torch.cat(chunks)
 
     @torch.no_grad()
-    def _batches(self, items: list[Any], modality: str) -> Iterator[torch.Tensor]:
+    def _batches(self, items: list[Any], modality: str, skip_bad: bool = False) -> Iterator[torch.Tensor]:
         loader = DataLoader(
-            InputDataset(items, self.image_size, self.transform),
+            InputDataset(items, self.image_size, self.transform, skip_bad=skip_bad),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
+            collate_fn=collate_skipping if skip_bad else None,
         )
         device = self.device
         was_training = self.model.training
@@ -191,6 +208,11 @@ class FeatureExtractor:
         )
         try:
             for images in loader:
+                if skip_bad:
+                    images, skipped = images
+                    self.skipped.extend(skipped)
+                    if images is None:
+                        continue
                 with autocast:
                     yield (
                         encode_images(self.model, images.to(device), modality, self.flip, self.flip_mode).float().cpu()

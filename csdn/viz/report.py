@@ -73,7 +73,8 @@ def plot_evaluation(
             results[name] = _MeanCurve(np.mean([r.cmc for r in rows], axis=0), float(np.mean([r.mAP for r in rows])))
     return write_evaluation_plots(
         out_dir, split.query, split.gallery, dist, results=results, query_feats=q_feats, gallery_feats=g_feats,
-        model=model if heatmaps else None, image_size=image_size, **kwargs,
+        model=model if heatmaps else None, image_size=image_size, label="re-ranked" if evaluator.rerank else "",
+        **kwargs,
     )  # fmt: skip
 
 
@@ -91,6 +92,7 @@ def write_evaluation_plots(
     topk: int = 10,
     max_queries: int = 8,
     seed: int = 0,
+    label: str = "",
 ) -> dict[str, Path]:
     """Write the standard plots of one query/gallery evaluation into ``out_dir``.
 
@@ -116,6 +118,7 @@ def write_evaluation_plots(
         topk: Matches per ranked list.
         max_queries: Queries shown.
         seed: Seed of the query choice.
+        label: Appended to the ranked lists' and the CMC plot's titles, e.g. ``"re-ranked"``.
 
     Returns:
         ``{plot name: path}`` of the files written.
@@ -137,11 +140,11 @@ def write_evaluation_plots(
             distances=ranking.distances[chosen],
             topk=topk,
             max_queries=max_queries,
-            title=f"{query[0].modality} queries -> {gallery[0].modality} gallery",
+            title=f"{query[0].modality} queries -> {gallery[0].modality} gallery" + (f" ({label})" if label else ""),
         )  # fmt: skip
     }
     if results:
-        written["cmc"] = plot_cmc(results, out_dir / "cmc.png")
+        written["cmc"] = plot_cmc(results, out_dir / "cmc.png", title="CMC" + (f" ({label})" if label else ""))
     if query_feats is not None and gallery_feats is not None:
         pairs = {query[0].modality: (query_feats, q_pids), gallery[0].modality: (gallery_feats, g_pids)}
         if set(pairs) == {"visible", "infrared"}:

@@ -21,7 +21,9 @@ def exported(tiny_model, tmp_path_factory):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     pytest.importorskip("onnxruntime")
-    return export_onnx(tiny_model, tmp_path_factory.mktemp("onnx") / "ir.onnx", "infrared", image_size=(H, W))
+    return export_onnx(
+        tiny_model, tmp_path_factory.mktemp("onnx") / "ir.onnx", "infrared", image_size=(H, W), flip=False
+    )
 
 
 @pytest.mark.parametrize("batch", [1, 5])
@@ -46,7 +48,7 @@ def test_graph_has_a_dynamic_batch_and_records_its_preprocessing(exported, tiny_
     assert meta["modality"] == "infrared" and meta["flip"] == "none"
     assert "0.485" in meta["input"] and f"{tiny_model.embed_dim})" in meta["output"]
     assert not [p for p in exported.parent.iterdir() if p.name != exported.name]  # no temp files left
-    assert verify_onnx(exported, tiny_model, "infrared") <= 1e-4
+    assert verify_onnx(exported, tiny_model, "infrared", flip=False) <= 1e-4
 
 
 def test_legacy_exporter_with_flip(tiny_model, tmp_path):
@@ -100,8 +102,11 @@ def test_cli_exports_a_checkpoint_at_its_training_size(tiny_checkpoint, tmp_path
     printed = capsys.readouterr().out
     assert "input (batch, 3, 48, 32)" in printed and "verified with onnxruntime" in printed
     images = torch.randn(2, 3, 48, 32, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        expected = model.encode_image(images, "infrared").numpy()
+    with torch.no_grad():  # flip on by default: the image's and the mirror's embedding, concatenated
+        expected = torch.cat(
+            [model.encode_image(images, "infrared"), model.encode_image(images.flip(3), "infrared")], 1
+        )
+        expected = expected.numpy()
     assert np.abs(_onnx_features(out, images) - expected).max() <= 1e-4
     with pytest.raises(SystemExit):
         parser.parse_args(["export", "--checkpoint", str(path), "--modality", "thermal", "--out", str(out)])

@@ -44,7 +44,7 @@ def test_paths_pil_arrays_and_uint8_tensors_give_the_same_features(tiny_model, a
     for i, a in enumerate(arrays):
         paths.append(tmp_path / f"{i}.png")
         PIL.Image.fromarray(a).save(paths[-1])
-    extractor = FeatureExtractor(tiny_model, modality="infrared", batch_size=2, image_size=(H, W))
+    extractor = FeatureExtractor(tiny_model, modality="infrared", batch_size=2, image_size=(H, W), flip=False)
     forms = {
         "paths": [str(p) for p in paths],
         "pathlib": paths,
@@ -61,7 +61,7 @@ def test_paths_pil_arrays_and_uint8_tensors_give_the_same_features(tiny_model, a
 
 def test_batch_array_grey_image_and_preprocessed_tensors(tiny_model, arrays, expected):
     refs, batch = expected
-    extractor = FeatureExtractor(tiny_model, image_size=(H, W), batch_size=3)
+    extractor = FeatureExtractor(tiny_model, image_size=(H, W), batch_size=3, flip=False)
     torch.testing.assert_close(extractor(batch), refs["visible"], atol=1e-5, rtol=1e-5)  # (N, 3, H, W) float
     torch.testing.assert_close(extractor(batch[1]), refs["visible"][1:2], atol=1e-5, rtol=1e-5)  # one (3, H, W)
     same = [np.resize(a, (40, 24, 3)) for a in arrays[:2]]
@@ -73,7 +73,7 @@ def test_batch_array_grey_image_and_preprocessed_tensors(tiny_model, arrays, exp
 
 def test_modality_selects_the_stem_and_can_be_overridden_per_call(tiny_model, arrays, expected):
     refs, _ = expected
-    extractor = FeatureExtractor(tiny_model, modality="visible", image_size=(H, W))
+    extractor = FeatureExtractor(tiny_model, modality="visible", image_size=(H, W), flip=False)
     torch.testing.assert_close(extractor(arrays), refs["visible"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(extractor(arrays, modality="INFRARED"), refs["infrared"], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(refs["visible"], refs["infrared"])
@@ -94,7 +94,7 @@ def test_train_mode_is_restored_and_eval_mode_used(tiny_model, arrays, expected)
     refs, _ = expected
     tiny_model.train()
     try:
-        out = FeatureExtractor(tiny_model, image_size=(H, W), batch_size=1)(arrays)
+        out = FeatureExtractor(tiny_model, image_size=(H, W), batch_size=1, flip=False)(arrays)
         assert tiny_model.training
     finally:
         tiny_model.eval()
@@ -103,7 +103,7 @@ def test_train_mode_is_restored_and_eval_mode_used(tiny_model, arrays, expected)
 
 def test_checkpoint_path_uses_the_training_image_size(tiny_checkpoint, arrays):
     path, model = tiny_checkpoint
-    extractor = FeatureExtractor(path, modality="infrared")
+    extractor = FeatureExtractor(path, modality="infrared", flip=False)
     assert extractor.image_size == (48, 32) and extractor.device == torch.device("cpu")
     x = torch.stack([_reference(a, 48, 32) for a in arrays])
     with torch.no_grad():
@@ -208,7 +208,7 @@ def test_official_checkpoints_load_too(tiny_model, arrays, expected, tmp_path):
     refs, _ = expected
     path = tmp_path / "model_119.pth"
     torch.save(_to_official_names(tiny_model.state_dict()), path)
-    extractor = FeatureExtractor(path, modality="infrared", image_size=(H, W))
+    extractor = FeatureExtractor(path, modality="infrared", image_size=(H, W), flip=False)
     torch.testing.assert_close(extractor(arrays), refs["infrared"], atol=1e-5, rtol=1e-5)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="neither a csdn training checkpoint nor an official CSDN checkpoint"):

@@ -42,7 +42,9 @@ def add_ablate_parser(sub: Any) -> None:
         description=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], help="dataset (default: the preset's)")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: the preset's)"
+    )
     p.add_argument("--root", required=True, help="dataset folder in its public layout")
     p.add_argument("--out", required=True, help="study folder: one run folder per variant, tables, reports")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",

@@ -15,7 +15,7 @@ from csdn.data.synthetic import make_csv
 TINY = [
     "data.height=32", "data.width=16", "data.pad=2", "data.num_workers=0", "stage1.epochs=1", "stage1.batch_size=8",
     "stage2.epochs=1", "stage2.batch_size=16", "stage3.epochs=1", "stage3.num_ids=4", "stage3.num_pos=2",
-    "runtime.progress=false",
+    "stage3.milestones=", "runtime.progress=false",
 ]  # fmt: skip
 
 

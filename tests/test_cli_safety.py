@@ -18,7 +18,7 @@ from csdn.engine import config_to_dict, get_preset, save_checkpoint
 TINY = [
     "data.height=32", "data.width=16", "data.pad=2", "data.num_workers=0", "stage1.epochs=1", "stage1.batch_size=8",
     "stage2.epochs=1", "stage2.batch_size=16", "stage3.epochs=2", "stage3.num_ids=4", "stage3.num_pos=2",
-    "runtime.progress=false", "runtime.checkpoint_every=1",
+    "stage3.warmup_epochs=0", "stage3.milestones=", "runtime.progress=false", "runtime.checkpoint_every=1",
 ]  # fmt: skip
 
 

@@ -4,8 +4,9 @@ Every command that writes calls :func:`check_outputs` (through :func:`csdn.cli.m
 (``csdn train``, once its config is resolved) before it loads a model or reads a dataset. A target is refused
 when it is a folder where a file is expected (unless the command has a default file name to write inside it),
 a file where a folder is expected, lies under a file, lies in a folder csdn cannot write to, or sits on a disk
-with less than :data:`MIN_FREE_BYTES` free. Missing parent folders are created when the target is written,
-so a missing parent is refused only when it cannot be created. ``--out DIR/`` (trailing slash, or an existing
+with less than :data:`MIN_FREE_BYTES` free. A file target's folder must exist (a typo in it is not silently
+turned into new folders); folder targets (run folders, ``--plot``/``--report`` folders) are created with their
+missing parents. ``--out DIR/`` (trailing slash, or an existing
 folder) writes the command's default file name inside ``DIR``. A disk that fills up while writing
 (``ENOSPC``) becomes one line through :func:`output_error_message`; the atomic writers of :mod:`csdn._io`
 leave nothing half-written.
@@ -80,11 +81,13 @@ def check_output_file(path: str | os.PathLike, option: str, default_name: str | 
             in ``/``); ``None`` refuses a folder.
 
     Raises:
-        ValueError, NotADirectoryError: naming ``path`` and what to do instead.
+        ValueError, NotADirectoryError, FileNotFoundError: naming ``path`` and what to do instead (a file
+            target's folder must exist, except with ``DIR/``, which is created).
     """
     text = os.fspath(path)
     target = Path(text)
-    if text.endswith(("/", os.sep)) or target.is_dir():
+    as_folder = text.endswith(("/", os.sep)) or target.is_dir()
+    if as_folder:
         if default_name is None:
             raise ValueError(f"{option} {text!r} is a folder; pass a file name")
         if target.exists() and not target.is_dir():
@@ -92,7 +95,16 @@ def check_output_file(path: str | os.PathLike, option: str, default_name: str | 
         target = target / default_name
         if target.is_dir():
             raise ValueError(f"{option} {str(target)!r} is a folder; pass a file name")
-    folder = target.parent if target.parent.is_dir() else _existing_ancestor(target, option)
+    folder = target.parent
+    if not folder.is_dir():
+        folder = _existing_ancestor(target, option)  # a file in the way gets its own message
+        if as_folder:  # ``--out DIR/`` names a folder to write into: it is created
+            _check_writable(folder, target, option)
+            return target
+        raise FileNotFoundError(
+            f"{option} {str(target)!r}: its folder {str(target.parent)!r} does not exist; create it first "
+            f"(mkdir -p {str(target.parent)!r}) or choose a file in an existing folder"
+        )
     _check_writable(folder, target, option)
     return target
 

@@ -74,10 +74,11 @@ def test_an_unwritable_folder(capsys, monkeypatch, tmp_path, tiny_checkpoint, sy
         raise PermissionError(errno.EACCES, "Permission denied", kwargs["dir"])
 
     monkeypatch.setattr(paths.tempfile, "NamedTemporaryFile", denied)
+    (tmp_path / "new").mkdir()  # a file target's folder must exist; a folder target is new/out.pt itself
     target = tmp_path / "new" / "out.pt"
     line = one_error_line(*run_cli(capsys, *commands(tmp_path, tiny_checkpoint[0], sysu, target)[command]))
-    assert str(target) in line and f"cannot write in {str(tmp_path)!r} (Permission denied)" in line
-    assert not (tmp_path / "new").exists()
+    assert str(target) in line and f"cannot write in {str(tmp_path / 'new')!r} (Permission denied)" in line
+    assert list((tmp_path / "new").iterdir()) == []
 
 
 def test_a_read_only_file_system(capsys, tiny_checkpoint, sysu):
@@ -104,6 +105,16 @@ def test_eval_checks_its_outputs_before_loading_anything(capsys, tmp_path, sysu)
     line = one_error_line(*run_cli(capsys, "eval", "--checkpoint", missing_checkpoint, "--root", sysu, "--json",
                                    tmp_path / "plain.txt" / "e.json"))  # fmt: skip
     assert "--json" in line and "missing.pt" not in line
+
+
+def test_a_file_target_in_a_missing_folder_is_refused_before_the_work(capsys, tmp_path, sysu):
+    missing_checkpoint = tmp_path / "missing.pt"  # would fail first if the model were loaded first
+    target = tmp_path / "typo" / "eval.json"
+    line = one_error_line(
+        *run_cli(capsys, "eval", "--checkpoint", missing_checkpoint, "--root", sysu, "--json", target)
+    )
+    assert f"--json {str(target)!r}: its folder {str(target.parent)!r} does not exist" in line
+    assert not target.parent.exists()  # nothing created
 
 
 def test_a_folder_gets_the_default_file_name(capsys, tmp_path, tiny_checkpoint, sysu):
@@ -133,6 +144,7 @@ def test_a_disk_that_fills_up_while_writing(capsys, monkeypatch, tmp_path, tiny_
 
     monkeypatch.setattr(torch, "save", save_then_fill)
     out = tmp_path / "feats" / "f.pt"
+    out.parent.mkdir()
     line = one_error_line(*run_cli(capsys, "-q", "extract", "--checkpoint", tiny_checkpoint[0], "--images",
                                    f"{sysu}/cam3", "--modality", "infrared", "--out", out))  # fmt: skip
     assert f"cannot write in {str(out.parent)!r}: the disk is full" in line

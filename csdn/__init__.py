@@ -6,8 +6,6 @@ import ``engine``; ``viz``, ``export``, ``report`` and ``cli`` on top (see ``tes
 :mod:`csdn` builds nothing and touches no hardware.
 """
 
-__version__ = "0.1.0"
-
 from . import clip as clip
 from . import data as data
 from . import engine as engine
@@ -15,6 +13,7 @@ from . import evaluation as evaluation
 from . import inference as inference
 from . import losses as losses
 from . import models as models
+from ._version import __version__ as __version__
 from .data import LLCM as LLCM
 from .data import SYSUMM01 as SYSUMM01
 from .data import Modality as Modality

@@ -6,7 +6,6 @@ Only rank 0 writes; other ranks get no-op objects, so callers never branch on th
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from .._io import atomic_write_text
+from .._version import __version__
 from ..models.checkpoint import save_checkpoint
 from .config import TrainConfig, save_config
 from .distributed import all_reduce_mean
@@ -113,13 +113,9 @@ def run_provenance(seed: int) -> dict[str, Any]:
     import numpy
     import torchvision
 
-    try:
-        csdn_version = importlib.metadata.version("csdn")
-    except importlib.metadata.PackageNotFoundError:
-        csdn_version = None
     return {
         "seed": seed,
-        "csdn": csdn_version,
+        "csdn": __version__,  # of the code running, installed or not
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,

@@ -20,6 +20,7 @@ from torch import nn
 
 from .._io import atomic_path
 from .._optional import require
+from .._version import __version__
 from ..data import Modality
 from ..data.images import check_image_size
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -56,7 +57,6 @@ class ImageEncoderExport(nn.Module):
 
 
 def _metadata(modality: str, image_size: tuple[int, int], flip: str, dim: int) -> dict[str, str]:
-    from .. import __version__
 
     return {
         "producer": f"csdn {__version__}",

@@ -7,11 +7,12 @@ import hashlib
 import os
 import platform
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .._version import __version__
 
 __all__ = ["sha256_file", "git_commit", "provenance"]
 
@@ -72,7 +73,7 @@ def provenance(
     if dataset is not None:
         out.update(_dataset_lines(dataset))
     out.update({
-        "csdn version": getattr(sys.modules.get("csdn"), "__version__", None),  # loaded with this package
+        "csdn version": __version__,
         "git commit": git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),

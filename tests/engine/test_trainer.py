@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+import csdn
 from csdn.engine import apply_ablation, build_csdn, load_checkpoint, load_trained_model
 from csdn.engine.feature_bank import sampled_bank_split
 from csdn.engine.inputs import holdout_validation
@@ -55,6 +56,7 @@ def test_run_folder_metrics_and_final_model(tiny_cfg, sysu_train):
     assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.pt").is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == cfg.runtime.seed and run["torch"] == torch.__version__
+    assert run["csdn"] == csdn.__version__  # the code that ran, whether or not it is pip-installed
     events = [json.loads(line)["event"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert events == ["stage1/epoch"] * 2 + ["stage2/epoch"] * 2 + ["stage3/epoch"] * 3
     model, loaded_cfg, _ = load_trained_model(final)

@@ -140,17 +140,25 @@ class MatrixRows(DistanceRows):
         return out
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        nq = self.num_query
+        mats = (self.q_q, self.q_g, self.g_g)
+        if self.device.type == "cpu":  # numpy's boolean indexing: several times faster than torch's on CPU
+            out = np.empty(rows.shape, dtype=self.q_g.numpy().dtype)
+            return self._sq(torch.from_numpy(self._gather(rows.numpy(), cols.numpy(), *(m.numpy() for m in mats), out)))
         out = torch.empty(rows.shape, dtype=self.q_g.dtype, device=self.device)
+        return self._sq(self._gather(rows, cols, *mats, out))
+
+    def _gather(self, rows: Any, cols: Any, q_q: Any, q_g: Any, g_g: Any, out: Any) -> Any:
+        """``out[e]`` = entry ``(rows[e], cols[e])`` of the transposed layout; numpy arrays or torch tensors alike."""
+        nq = self.num_query
         rq, cq = rows < nq, cols < nq
         for sel, mat, r, c in (
-            (rq & cq, self.q_q, cols, rows),
-            (rq & ~cq, self.q_g, rows, cols - nq),
-            (~rq & cq, self.q_g, cols, rows - nq),
-            (~rq & ~cq, self.g_g, cols - nq, rows - nq),
+            (rq & cq, q_q, cols, rows),
+            (rq & ~cq, q_g, rows, cols - nq),
+            (~rq & cq, q_g, cols, rows - nq),
+            (~rq & ~cq, g_g, cols - nq, rows - nq),
         ):
             out[sel] = mat[r[sel], c[sel]]
-        return self._sq(out)
+        return out
 
     def query_gallery(self, start: int, stop: int) -> torch.Tensor:
         return self._sq(self.q_g[start:stop])

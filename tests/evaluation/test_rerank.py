@@ -76,3 +76,27 @@ def test_errors():
         re_ranking(q_g, bad, g_g)
     with pytest.raises(ValueError, match="non-empty 2-D"):
         re_ranking(np.zeros((0, 3)), np.zeros((0, 0)), g_g[:3, :3])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_values_of_the_transposed_layout_on_asymmetric_inputs(dtype):
+    """values(i, j) is entry (j, i) of [[q_q, q_g], [q_g^T, g_g]], squared, in every quadrant (numpy and torch)."""
+    rng = np.random.default_rng(3)
+    nq, ng = 4, 5
+    q_g, q_q, g_g = (torch.from_numpy(rng.uniform(0.1, 2.0, size=s)).to(dtype) for s in [(nq, ng), (nq, nq), (ng, ng)])
+    source = MatrixRows(q_g, q_q, g_g)
+    rows, cols = (t.reshape(-1) for t in torch.meshgrid(torch.arange(nq + ng), torch.arange(nq + ng), indexing="ij"))
+    perm = torch.from_numpy(rng.permutation(rows.numel()))  # quadrants interleaved
+    rows, cols = rows[perm], cols[perm]
+    expected = []
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):  # literal lookup in the combined matrix
+        if j < nq:
+            v = q_q[j, i] if i < nq else q_g[j, i - nq]
+        else:
+            v = q_g[i, j - nq] if i < nq else g_g[j - nq, i - nq]
+        expected.append(float(v) ** 2)
+    got = source.values(rows, cols)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), np.float32(expected), rtol=1e-6, atol=0)
+    torch_path = source._gather(rows, cols, q_q, q_g, g_g, torch.empty(rows.shape, dtype=dtype))
+    np.testing.assert_allclose(torch_path.square().float().numpy(), np.float32(expected), rtol=1e-6, atol=0)

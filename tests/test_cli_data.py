@@ -51,6 +51,9 @@ def test_synth_is_seeded_and_refuses_a_non_empty_folder(capsys, tmp_path):
     for name in ("a", "b"):
         assert run_cli(capsys, "data", "synth", "csv", tmp_path / name, "--ids", 4, "--seed", 1)[0] == 0
     assert (tmp_path / "a" / "train.csv").read_text() == (tmp_path / "b" / "train.csv").read_text()
+    assert run_cli(capsys, "data", "synth", "csv", tmp_path / "d", "--ids", 4, "--seed", 2)[0] == 0
+    images = {name: [f.read_bytes() for f in sorted((tmp_path / name).rglob("*.jpg"))] for name in ("a", "b", "d")}
+    assert images["a"] and images["a"] == images["b"] and images["a"] != images["d"]  # --seed reaches the images
     before = (tmp_path / "a" / "train.csv").read_text()
     code, _, err = run_cli(capsys, "data", "synth", "csv", tmp_path / "a", "--ids", 6)
     assert code == 2 and "is not empty" in err and "--force" in err

@@ -181,28 +181,10 @@ def test_an_unreachable_clip_name_is_one_line_saying_where_to_put_the_file(capsy
     assert f"put it at {tmp_path / 'cache' / 'RN50.pt'}" in err and not out.exists()
 
 
-class _RestoresItself(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(3))
-
-    @torch.jit.export
-    def __getstate__(self):
-        return (self.w, self.training)
-
-    @torch.jit.export
-    def __setstate__(self, state: tuple[torch.Tensor, bool]):
-        print("TorchScript code from the archive ran")
-        self.w = state[0]
-        self.training = state[1]
-
-    def forward(self, x):
-        return x * self.w
-
-
-def test_an_old_checkpoint_never_makes_its_clip_file_run_code_without_trust_code(capfd, sysu_root, tmp_path):
-    archive = tmp_path / "clip.pt"
-    torch.jit.save(torch.jit.script(_RestoresItself()), archive)
+def test_an_old_checkpoint_never_makes_its_clip_file_run_code_without_trust_code(
+    capfd, sysu_root, tmp_path, save_self_restoring_archive
+):
+    archive = save_self_restoring_archive(tmp_path / "clip.pt")
     config = config_to_dict(get_preset("demo"))
     config["model"]["clip"] = str(archive)  # an old checkpoint: no clip_arch, the config names the CLIP file
     save_checkpoint({"stage": "final", "model": {}, "config": config, "num_classes": 4}, tmp_path / "old.pt")

@@ -133,28 +133,8 @@ def test_only_the_class_declarations_are_read_from_the_code(tmp_path):
     _assert_same_state_dict(read_torchscript_state_dict(tmp_path / "odd.pt"), module.state_dict())
 
 
-class _RestoresItself(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(3))
-
-    @torch.jit.export
-    def __getstate__(self):
-        return (self.w, self.training)
-
-    @torch.jit.export
-    def __setstate__(self, state: tuple[torch.Tensor, bool]):
-        print("TorchScript code from the archive ran")
-        self.w = state[0] + 2.0  # code in the file decides the weights
-        self.training = state[1]
-
-    def forward(self, x):
-        return x * self.w
-
-
-def test_class_with_own_setstate_is_refused_unless_trust_code(tmp_path, caplog, capfd):
-    path = tmp_path / "restores.pt"
-    torch.jit.save(torch.jit.script(_RestoresItself()), path)
+def test_class_with_own_setstate_is_refused_unless_trust_code(tmp_path, caplog, capfd, save_self_restoring_archive):
+    path = save_self_restoring_archive(tmp_path / "restores.pt")
     capfd.readouterr()
     with pytest.raises(ArchiveReadError, match="restores itself with its own code.*trust_code=True") as info:
         read_state_dict(path)

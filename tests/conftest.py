@@ -59,3 +59,14 @@ def save_self_restoring_archive():
         return path
 
     return save
+
+
+@pytest.fixture
+def restore_registry():
+    """Undo the dataset registrations a test makes (``csdn.data.register_dataset``)."""
+    from csdn.data.registry import DATASETS
+
+    saved = dict(DATASETS)
+    yield
+    DATASETS.clear()
+    DATASETS.update(saved)

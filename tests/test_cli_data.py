@@ -9,7 +9,7 @@ import pytest
 from csdn.cli import main
 from csdn.cli.runs import resolve_train_config
 from csdn.cli.synth import synth_sizes
-from csdn.data import DATASETS, CSVDataset, register_dataset
+from csdn.data import CSVDataset, register_dataset
 from csdn.data.synthetic import make_csv
 
 TINY = [
@@ -23,14 +23,6 @@ def run_cli(capsys, *argv):
     code = main(list(map(str, argv)))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-@pytest.fixture
-def restore_registry():
-    saved = dict(DATASETS)
-    yield
-    DATASETS.clear()
-    DATASETS.update(saved)
 
 
 @pytest.mark.parametrize(

@@ -17,14 +17,6 @@ from csdn.data import (
 from csdn.data.synthetic import make_csv, make_regdb
 
 
-@pytest.fixture
-def restore_registry():
-    saved = dict(DATASETS)
-    yield
-    DATASETS.clear()
-    DATASETS.update(saved)
-
-
 def test_registry_names():
     assert DATASETS == {"sysu": SYSUMM01, "regdb": RegDB, "llcm": LLCM, "csv": CSVDataset}
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._ops import copy_transposed, nonzero_2d, smallest_k
+from ._ops import copy_transposed, map_blocks, nonzero_2d, smallest_k
 
 __all__ = ["DistanceRows", "MatrixRows", "k_reciprocal_rerank", "re_ranking"]
 
@@ -50,6 +50,9 @@ class DistanceRows:
     num_query: int
     num_gallery: int
     device: torch.device
+    #: Whether :meth:`search` may run for several blocks at once on worker threads (CPU; see
+    #: :func:`csdn.evaluation._ops.map_blocks`). Subclasses whose ``search`` is not thread-safe leave it False.
+    parallel_search: bool = False
 
     @property
     def num_items(self) -> int:
@@ -75,9 +78,12 @@ class DistanceRows:
         step = search_step(n)
         row_max = torch.empty(n, dtype=torch.float32, device=self.device)
         nbrs = torch.empty(n, k, dtype=torch.long, device=self.device)
-        for s in range(0, n, step):
+
+        def block(s: int) -> None:
             keys, row_max[s : s + step] = self.search(s, min(s + step, n))
             nbrs[s : s + step] = smallest_k(keys, k)
+
+        map_blocks(block, range(0, n, step), self.parallel_search and self.device.type == "cpu")
         return nbrs, row_max
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -96,6 +102,8 @@ class MatrixRows(DistanceRows):
     row i is column i of the combined matrix: ``[q_q[:, i], q_g[i, :]]`` for a query and
     ``[q_g[:, j], g_g[:, j]]`` for a gallery item j (identical to plain rows when the inputs are symmetric).
 
+    Its search is thread-safe (reads only), so on CPU the neighbour search runs several blocks at once.
+
     Args:
         q_g: Query-gallery distances (Nq, Ng).
         q_q: Query-query distances (Nq, Nq).
@@ -113,6 +121,7 @@ class MatrixRows(DistanceRows):
         if nonnegative is None:
             nonnegative = all(bool(m.amin() >= 0) for m in (q_g, q_q, g_g))
         self.nonnegative = nonnegative
+        self.parallel_search = True
 
     @staticmethod
     def _sq(x: torch.Tensor) -> torch.Tensor:
@@ -196,18 +205,18 @@ def _encode(source: DistanceRows, k1: int, row_max: torch.Tensor, nbrs: torch.Te
     recip = _reciprocal(nbrs, step)
     half = nbrs[:, :half_k].contiguous()
     half_recip = _reciprocal(half, step)
-    out_r, out_c, out_v = [], [], []
     step = max(1, _BLOCK_ELEMENTS // max(n, nbrs.shape[1] ** 2 * half_k))
-    for s in range(0, n, step):
+
+    def block(s: int) -> tuple[torch.Tensor, ...]:
         e = min(s + step, n)
         local, c = nonzero_2d(_expansion_mask(s, e, nbrs, recip, half, half_recip, n))
         r = local + s
         w = torch.exp(-(source.values(r, c) / row_max[r]))
         total = torch.zeros(e - s, dtype=w.dtype, device=w.device).index_add_(0, local, w)
-        out_r.append(r)
-        out_c.append(c)
-        out_v.append(w / total[local])
-    return torch.cat(out_r), torch.cat(out_c), torch.cat(out_v)
+        return r, c, w / total[local]
+
+    parts = map_blocks(block, range(0, n, step), source.device.type == "cpu")
+    return tuple(torch.cat(t) for t in zip(*parts, strict=True))
 
 
 def _row_ptr(rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -265,15 +274,18 @@ def _shared_mass(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.Tensor
     row_pairs = torch.zeros(nq, dtype=torch.long, device=rows.device).index_add_(0, q_r, entry_pairs).cumsum(0)
     q_ptr = _row_ptr(q_r, nq)
     out = torch.zeros(nq, ng, dtype=vals.dtype, device=vals.device)
-    s = 0
-    while s < nq:  # blocks of query rows with about _PAIR_BUDGET pairs each
-        done = 0 if s == 0 else int(row_pairs[s - 1])
-        e = max(s + 1, int(torch.searchsorted(row_pairs, done + _PAIR_BUDGET, right=True)))
-        lo, hi = int(q_ptr[s]), int(q_ptr[e])
+    bounds = [0]  # blocks of query rows with about _PAIR_BUDGET pairs each
+    while bounds[-1] < nq:
+        done = 0 if bounds[-1] == 0 else int(row_pairs[bounds[-1] - 1])
+        bounds.append(max(bounds[-1] + 1, int(torch.searchsorted(row_pairs, done + _PAIR_BUDGET, right=True))))
+
+    def block(b: int) -> None:  # blocks add into disjoint rows of out
+        lo, hi = int(q_ptr[bounds[b]]), int(q_ptr[bounds[b + 1]])
         pos, owner = _expand_segments(col_ptr, q_c[lo:hi])
         m = torch.minimum(q_v[lo:hi][owner], g_v[pos])
         out.view(-1).index_add_(0, q_r[lo:hi][owner] * ng + g_r[pos], m)
-        s = e
+
+    map_blocks(block, range(len(bounds) - 1), out.device.type == "cpu")
     return out
 
 

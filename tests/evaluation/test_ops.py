@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdn.evaluation._ops import _smallest_k_given_kth, copy_transposed, nonzero_2d, smallest_k, sort_rows
+from csdn.evaluation._ops import _smallest_k_given_kth, copy_transposed, map_blocks, nonzero_2d, smallest_k, sort_rows
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -30,13 +30,27 @@ def test_sync_free_tie_selection_is_a_stable_argsort_prefix(k):
     np.testing.assert_array_equal(_smallest_k_given_kth(x, kth, k).numpy(), expected)
 
 
-def test_candidate_bound_on_sorted_and_adversarial_rows():
-    """Rows whose sampled entries are all large (more candidates than the budget) still give the exact answer."""
-    x = torch.arange(4000, dtype=torch.float32).repeat(3, 1)
-    x[:, ::8] += 10_000  # every sampled entry is above all others: every entry becomes a candidate
-    x[1] = x[1].flip(0)
-    expected = np.argsort(x.numpy(), axis=1, kind="stable")[:, :5]
-    np.testing.assert_array_equal(smallest_k(x, 5).numpy(), expected)
+@pytest.mark.parametrize("num", [129, 700, 4104])
+@pytest.mark.parametrize("k", [1, 6, 21, 31])
+def test_group_minimum_threshold_on_adversarial_rows(num, k):
+    """Orders that defeat a threshold from group minima (groups: j mod G) still give the exact answer."""
+    rng = np.random.default_rng(num + k)
+    base = rng.random(num)
+    in_group0 = np.arange(num) % 64 == 0
+    rows = np.stack(
+        [
+            base,
+            np.sort(base),  # ascending: group minima are the first G entries
+            np.sort(base)[::-1],  # descending: the last G entries, plus the tail folded into the first groups
+            np.where(in_group0, base * 1e-3, base + 1.0),  # the smallest values all in one group
+            np.where(in_group0, base + 1.0, base * 1e-3),  # one group of large values, every other group small
+            np.round(base * 3),  # few distinct values: ties everywhere, also at the cut
+            np.full(num, 0.5),  # one value
+        ]
+    )
+    for x in (torch.from_numpy(rows), torch.from_numpy(rows).float()):
+        expected = np.argsort(x.numpy(), axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(smallest_k(x, k).numpy(), expected)
 
 
 def test_nonzero_and_sort_rows():
@@ -56,3 +70,27 @@ def test_copy_transposed_in_tiles(monkeypatch, dtype):
     dst = torch.full((5, 12), -1.0, dtype=dtype)
     copy_transposed(dst[:, 1:11], src)
     assert torch.equal(dst[:, 1:11], src.T) and bool((dst[:, 0] == -1).all() and (dst[:, 11] == -1).all())
+
+
+def test_map_blocks_spreads_blocks_over_torch_threads(monkeypatch):
+    import threading
+    import time
+
+    def block(s):
+        time.sleep(0.01)  # long enough for a second worker to pick up the next block
+        return s * 2, threading.current_thread().name
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    out = map_blocks(block, range(0, 12, 2), parallel=True)
+    assert [v for v, _ in out] == [0, 4, 8, 12, 16, 20]  # in the order of the starts
+    assert len({name for _, name in out}) > 1 and all(name.startswith("csdn-blocks") for _, name in out)
+    main = threading.current_thread().name
+    assert {name for _, name in map_blocks(block, range(3), parallel=False)} == {main}
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert {name for _, name in map_blocks(block, range(3), parallel=True)} == {main}
+
+    def fails(s):
+        raise ValueError(f"block {s}")
+
+    with pytest.raises(ValueError, match="block 0"):
+        map_blocks(fails, range(3), parallel=True)

@@ -60,6 +60,29 @@ def test_blocks_on_several_threads_give_the_one_thread_result(monkeypatch, dense
         np.testing.assert_array_equal(got, results[0])
 
 
+@pytest.mark.parametrize("k1", [2, 7, 20])
+def test_cpu_and_accelerator_expansions_agree(k1):
+    """The numpy pair-based expansion (CPU) and the dense-mask one (accelerators) give the same sets, on CPU."""
+    from csdn.evaluation._ops import nonzero_2d, smallest_k
+    from csdn.evaluation.rerank import _expanded_pairs_numpy, _expansion_mask, _reciprocal
+
+    q_g, q_q, g_g = _dists(50, 90, seed=k1)
+    d = torch.from_numpy(np.block([[q_q, q_g], [q_g.T, g_g]]))
+    n, half_k = d.shape[0], int(np.around(k1 / 2.0)) + 1
+    nbrs = smallest_k(d, k1 + 1)
+    recip, half = _reciprocal(nbrs, 30), nbrs[:, :half_k].contiguous()
+    half_recip = _reciprocal(half, 30)
+    index = nbrs.numpy().astype(np.int32)
+    np_recip, np_half = _reciprocal(index, 30), index[:, :half_k].copy()
+    np_half_recip = _reciprocal(np_half, 30)
+    assert np.array_equal(np_recip, recip.numpy()) and np.array_equal(np_half_recip, half_recip.numpy())
+    for s, e in ((0, 37), (37, n)):
+        rows, cols = nonzero_2d(_expansion_mask(s, e, nbrs, recip, half, half_recip, n))
+        np_rows, np_cols = _expanded_pairs_numpy(s, e, index, np_recip, np_half, np_half_recip, n)
+        assert rows.numel() > (e - s)
+        assert np.array_equal(np_rows, rows.numpy()) and np.array_equal(np_cols, cols.numpy())
+
+
 @pytest.mark.parametrize("backend", ["scipy", "torch"])
 @pytest.mark.parametrize("k1,k2", [(20, 6), (3, 10), (1, 4), (2, 40)])
 def test_sparse_backends_and_k2_beyond_k1(backend, k1, k2, dense_rerank):

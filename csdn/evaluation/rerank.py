@@ -18,6 +18,7 @@ Ties in the neighbour ranking are broken by item index (the reference's quicksor
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import Any
 
@@ -295,7 +296,20 @@ def _query_expansion(
 
 
 def _shared_mass(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.Tensor:
-    """S[i, j] = sum_k min(V[i, k], V[nq + j, k]) for queries i and gallery items j, float32 (Nq, Ng)."""
+    """S[i, j] = sum_k min(V[i, k], V[nq + j, k]) for queries i and gallery items j, float32 (Nq, Ng).
+
+    ``coo``: V as (rows, cols, vals), entries grouped by row in ascending row order. A join on the column: each
+    query entry meets the gallery entries of its column; the query rows are processed in blocks of about
+    ``_PAIR_BUDGET`` such pairs. CPU tensors go through numpy (several times faster than torch's gathers,
+    ``repeat_interleave`` and boolean indexing at these sizes; float64 sums).
+    """
+    if coo[0].device.type == "cpu":
+        return torch.from_numpy(_shared_mass_numpy(*(t.numpy() for t in coo), nq, n))
+    return _shared_mass_torch(coo, nq, n)
+
+
+def _shared_mass_torch(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.Tensor:
+    """torch :func:`_shared_mass` (accelerators), float32 (Nq, Ng)."""
     rows, cols, vals = coo
     ng = n - nq
     is_q = rows < nq
@@ -308,18 +322,48 @@ def _shared_mass(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.Tensor
     row_pairs = torch.zeros(nq, dtype=torch.long, device=rows.device).index_add_(0, q_r, entry_pairs).cumsum(0)
     q_ptr = _row_ptr(q_r, nq)
     out = torch.zeros(nq, ng, dtype=vals.dtype, device=vals.device)
-    bounds = [0]  # blocks of query rows with about _PAIR_BUDGET pairs each
-    while bounds[-1] < nq:
-        done = 0 if bounds[-1] == 0 else int(row_pairs[bounds[-1] - 1])
-        bounds.append(max(bounds[-1] + 1, int(torch.searchsorted(row_pairs, done + _PAIR_BUDGET, right=True))))
-
-    def block(b: int) -> None:  # blocks add into disjoint rows of out
-        lo, hi = int(q_ptr[bounds[b]]), int(q_ptr[bounds[b + 1]])
+    for s, e in _pair_blocks(row_pairs.cpu().numpy(), nq):
+        lo, hi = int(q_ptr[s]), int(q_ptr[e])
         pos, owner = _expand_segments(col_ptr, q_c[lo:hi])
         m = torch.minimum(q_v[lo:hi][owner], g_v[pos])
         out.view(-1).index_add_(0, q_r[lo:hi][owner] * ng + g_r[pos], m)
+    return out
 
-    map_blocks(block, range(len(bounds) - 1), out.device.type == "cpu")
+
+def _pair_blocks(row_pairs: np.ndarray, nq: int) -> list[tuple[int, int]]:
+    """Query row ranges with about ``_PAIR_BUDGET`` pairs each (``row_pairs``: cumulative pairs per row, (Nq,))."""
+    bounds = [0]
+    while bounds[-1] < nq:
+        done = 0 if bounds[-1] == 0 else int(row_pairs[bounds[-1] - 1])
+        bounds.append(max(bounds[-1] + 1, int(np.searchsorted(row_pairs, done + _PAIR_BUDGET, side="right"))))
+    return list(itertools.pairwise(bounds))
+
+
+def _shared_mass_numpy(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, nq: int, n: int) -> np.ndarray:
+    """numpy :func:`_shared_mass` (CPU), blocks of query rows on worker threads; float32 (Nq, Ng)."""
+    ng = n - nq
+    is_q = rows < nq
+    q_r, q_c, q_v = rows[is_q], cols[is_q], vals[is_q]
+    g_c = cols[~is_q]
+    by_col = np.argsort(g_c, kind="stable")  # gallery entries grouped by column
+    g_r, g_v = rows[~is_q][by_col] - nq, vals[~is_q][by_col]
+    col_ptr = np.concatenate([[0], np.cumsum(np.bincount(g_c, minlength=n))])
+    entry_pairs = col_ptr[q_c + 1] - col_ptr[q_c]  # gallery entries sharing each query entry's column
+    row_pairs = np.cumsum(np.bincount(q_r, weights=entry_pairs, minlength=nq)).astype(np.int64)
+    q_ptr = np.concatenate([[0], np.cumsum(np.bincount(q_r, minlength=nq))])
+    out = np.empty((nq, ng), dtype=np.float32)
+
+    def block(bound: tuple[int, int]) -> None:  # blocks write disjoint rows of out
+        s, e = bound
+        lo, hi = q_ptr[s], q_ptr[e]
+        counts = entry_pairs[lo:hi]
+        owner = np.repeat(np.arange(lo, hi), counts)
+        pos = np.arange(owner.size) + np.repeat(col_ptr[q_c[lo:hi]] - (np.cumsum(counts) - counts), counts)
+        mins = np.minimum(q_v[owner], g_v[pos])
+        flat = (q_r[owner] - s) * ng + g_r[pos]
+        out[s:e] = np.bincount(flat, weights=mins, minlength=(e - s) * ng).reshape(e - s, ng)
+
+    map_blocks(block, _pair_blocks(row_pairs, nq), parallel=True)
     return out
 
 

@@ -83,6 +83,23 @@ def test_cpu_and_accelerator_expansions_agree(k1):
         assert np.array_equal(np_rows, rows.numpy()) and np.array_equal(np_cols, cols.numpy())
 
 
+def test_shared_mass_is_a_sum_of_minima(monkeypatch):
+    """Both query-gallery joins (numpy on CPU, torch for accelerators) = a literal sum of minima, in several blocks."""
+    from csdn.evaluation.rerank import _shared_mass, _shared_mass_torch
+
+    rng = np.random.default_rng(3)
+    nq, n = 13, 40
+    dense = np.where(rng.random((n, n)) < 0.2, rng.random((n, n)), 0.0).astype(np.float32)
+    expected = np.minimum(dense[:nq, None, :], dense[None, nq:, :]).sum(-1)  # (Nq, Ng)
+    rows, cols = np.nonzero(dense)
+    coo = (torch.from_numpy(rows), torch.from_numpy(cols), torch.from_numpy(dense[rows, cols]))
+    monkeypatch.setattr("csdn.evaluation.rerank._PAIR_BUDGET", 30)
+    for join in (_shared_mass, _shared_mass_torch):
+        got = join(coo, nq, n)
+        assert got.dtype == torch.float32 and got.shape == (nq, n - nq)
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("backend", ["scipy", "torch"])
 @pytest.mark.parametrize("k1,k2", [(20, 6), (3, 10), (1, 4), (2, 40)])
 def test_sparse_backends_and_k2_beyond_k1(backend, k1, k2, dense_rerank):

@@ -51,9 +51,10 @@ class DistanceRows:
     num_query: int
     num_gallery: int
     device: torch.device
-    #: Whether :meth:`search` may run for several blocks at once on worker threads (CPU; see
-    #: :func:`csdn.evaluation._ops.map_blocks`). Subclasses whose ``search`` is not thread-safe leave it False.
-    parallel_search: bool = False
+    #: Whether :meth:`search` and :meth:`values` may run for several blocks at once on worker threads (CPU; see
+    #: :func:`csdn.evaluation._ops.map_blocks`): for thread-safe, numpy-bound sources. Sources whose work is
+    #: torch's own multi-threaded ops (products, large gathers) leave it False: threads would only add memory.
+    parallel_blocks: bool = False
 
     @property
     def num_items(self) -> int:
@@ -84,7 +85,7 @@ class DistanceRows:
             keys, row_max[s : s + step] = self.search(s, min(s + step, n))
             nbrs[s : s + step] = smallest_k(keys, k)
 
-        map_blocks(block, range(0, n, step), self.parallel_search and self.device.type == "cpu")
+        map_blocks(block, range(0, n, step), self.parallel_blocks and self.device.type == "cpu")
         return nbrs, row_max
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -103,7 +104,7 @@ class MatrixRows(DistanceRows):
     row i is column i of the combined matrix: ``[q_q[:, i], q_g[i, :]]`` for a query and
     ``[q_g[:, j], g_g[:, j]]`` for a gallery item j (identical to plain rows when the inputs are symmetric).
 
-    Its search is thread-safe (reads only), so on CPU the neighbour search runs several blocks at once.
+    Its search and values are thread-safe (reads only) and numpy-bound, so on CPU several blocks run at once.
 
     Args:
         q_g: Query-gallery distances (Nq, Ng).
@@ -122,7 +123,7 @@ class MatrixRows(DistanceRows):
         if nonnegative is None:
             nonnegative = all(bool(m.amin() >= 0) for m in (q_g, q_q, g_g))
         self.nonnegative = nonnegative
-        self.parallel_search = True
+        self.parallel_blocks = True
 
     @staticmethod
     def _sq(x: torch.Tensor) -> torch.Tensor:
@@ -250,7 +251,7 @@ def _encode(source: DistanceRows, k1: int, row_max: torch.Tensor, nbrs: torch.Te
         total = torch.zeros(e - s, dtype=w.dtype, device=w.device).index_add_(0, local, w)
         return r, c, w / total[local]
 
-    parts = map_blocks(block, range(0, n, step), cpu)
+    parts = map_blocks(block, range(0, n, step), cpu and source.parallel_blocks)
     return tuple(torch.cat(t) for t in zip(*parts, strict=True))
 
 
@@ -322,7 +323,7 @@ def _shared_mass_torch(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.
     row_pairs = torch.zeros(nq, dtype=torch.long, device=rows.device).index_add_(0, q_r, entry_pairs).cumsum(0)
     q_ptr = _row_ptr(q_r, nq)
     out = torch.zeros(nq, ng, dtype=vals.dtype, device=vals.device)
-    for s, e in _pair_blocks(row_pairs.cpu().numpy(), nq):
+    for s, e in _pair_blocks(row_pairs.cpu().numpy(), nq, ng):
         lo, hi = int(q_ptr[s]), int(q_ptr[e])
         pos, owner = _expand_segments(col_ptr, q_c[lo:hi])
         m = torch.minimum(q_v[lo:hi][owner], g_v[pos])
@@ -330,12 +331,18 @@ def _shared_mass_torch(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.
     return out
 
 
-def _pair_blocks(row_pairs: np.ndarray, nq: int) -> list[tuple[int, int]]:
-    """Query row ranges with about ``_PAIR_BUDGET`` pairs each (``row_pairs``: cumulative pairs per row, (Nq,))."""
+def _pair_blocks(row_pairs: np.ndarray, nq: int, ng: int) -> list[tuple[int, int]]:
+    """Query row ranges with about ``_PAIR_BUDGET`` pairs and at most ``_BLOCK_ELEMENTS`` outputs each.
+
+    ``row_pairs``: cumulative number of (query entry, gallery entry) pairs up to each query row, (Nq,).
+    """
+    max_rows = max(1, _BLOCK_ELEMENTS // ng)  # bounds the per-block (rows, Ng) sums (float64 on CPU)
     bounds = [0]
     while bounds[-1] < nq:
-        done = 0 if bounds[-1] == 0 else int(row_pairs[bounds[-1] - 1])
-        bounds.append(max(bounds[-1] + 1, int(np.searchsorted(row_pairs, done + _PAIR_BUDGET, side="right"))))
+        s = bounds[-1]
+        done = 0 if s == 0 else int(row_pairs[s - 1])
+        e = int(np.searchsorted(row_pairs, done + _PAIR_BUDGET, side="right"))
+        bounds.append(min(max(s + 1, e), s + max_rows, nq))
     return list(itertools.pairwise(bounds))
 
 
@@ -363,7 +370,7 @@ def _shared_mass_numpy(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, nq:
         flat = (q_r[owner] - s) * ng + g_r[pos]
         out[s:e] = np.bincount(flat, weights=mins, minlength=(e - s) * ng).reshape(e - s, ng)
 
-    map_blocks(block, _pair_blocks(row_pairs, nq), parallel=True)
+    map_blocks(block, _pair_blocks(row_pairs, nq, ng), parallel=True)
     return out
 
 

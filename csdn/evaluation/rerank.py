@@ -442,7 +442,8 @@ def re_ranking(
     """k-reciprocal re-ranking of euclidean distances (Zhong et al. 2017), as torchreid ``utils/rerank.py``.
 
     Args:
-        q_g_dist: Query-gallery distances (Nq, Ng), numpy or torch (any device; work happens there).
+        q_g_dist: Query-gallery distances (Nq, Ng), numpy or torch (any device; work happens there). float16
+            distances are squared in float16 as the reference does; bfloat16 ones on the CPU in float32.
         q_q_dist: Query-query distances (Nq, Nq).
         g_g_dist: Gallery-gallery distances (Ng, Ng).
         k1: Size of the k-reciprocal neighbourhoods (20 in the paper); galleries smaller than k1 are fine.
@@ -464,5 +465,7 @@ def re_ranking(
     q_q, pos_qq = _as_matrix(q_q_dist, "q_q_dist", (nq, nq), q_g.device)
     g_g, pos_gg = _as_matrix(g_g_dist, "g_g_dist", (ng, ng), q_g.device)
     dtype = torch.promote_types(torch.promote_types(q_g.dtype, q_q.dtype), g_g.dtype)
+    if dtype == torch.bfloat16 and q_g.device.type == "cpu":  # numpy (the CPU kernels) has no bfloat16
+        dtype = torch.float32
     source = MatrixRows(q_g.to(dtype), q_q.to(dtype), g_g.to(dtype), nonnegative=pos_qg and pos_qq and pos_gg)
     return k_reciprocal_rerank(source, k1, k2, float(lambda_value)).cpu().numpy()

@@ -100,6 +100,30 @@ def test_shared_mass_is_a_sum_of_minima(monkeypatch):
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs(dtype, dense_rerank):
+    q_g, q_q, g_g = (torch.from_numpy(x).to(dtype) for x in _dists(8, 30, seed=5))
+    got = re_ranking(q_g, q_q, g_g)
+    if dtype == torch.float16:  # the reference squares float16 distances in float16
+        expected = dense_rerank(*(x.numpy() for x in (q_g, q_q, g_g)))
+    else:
+        expected = dense_rerank(*(x.float().numpy() for x in (q_g, q_q, g_g)))
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_pair_blocks_cover_the_queries_within_both_budgets(monkeypatch):
+    from csdn.evaluation.rerank import _pair_blocks
+
+    monkeypatch.setattr("csdn.evaluation.rerank._PAIR_BUDGET", 10)
+    monkeypatch.setattr("csdn.evaluation.rerank._BLOCK_ELEMENTS", 12)
+    pairs = np.array([3, 0, 4, 25, 1, 1, 1, 1, 1, 2])  # one row alone exceeds the pair budget
+    blocks = _pair_blocks(np.cumsum(pairs), len(pairs), ng=4)  # at most 12 // 4 = 3 rows per block
+    assert blocks[0][0] == 0 and blocks[-1][1] == len(pairs)
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:], strict=False))
+    for s, e in blocks:
+        assert 1 <= e - s <= 3 and (pairs[s:e].sum() <= 10 or e - s == 1)
+
+
 @pytest.mark.parametrize("backend", ["scipy", "torch"])
 @pytest.mark.parametrize("k1,k2", [(20, 6), (3, 10), (1, 4), (2, 40)])
 def test_sparse_backends_and_k2_beyond_k1(backend, k1, k2, dense_rerank):

@@ -2,41 +2,17 @@
 
 On CPU, numpy's ``sort``, ``partition`` and ``flatnonzero`` are several times faster than their torch
 counterparts; these helpers dispatch to them for CPU tensors and to torch elsewhere, with identical results.
-numpy runs each call on one core, so :func:`map_blocks` spreads independent row blocks over as many Python
-threads as torch's intra-op pool has (numpy's kernels release the GIL).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
 import numpy as np
 import torch
 
-__all__ = ["copy_transposed", "map_blocks", "nonzero_2d", "smallest_k", "sort_rows"]
-
-T = TypeVar("T")
+__all__ = ["copy_transposed", "nonzero_2d", "smallest_k", "sort_rows"]
 
 _TILE = 512  # copy_transposed: source rows per tile (a tile and its transpose stay in cache)
 _MAX_CANDIDATES = 64  # more than 64k candidates per row on average (adversarial order): full partition instead
-
-
-def map_blocks(fn: Callable[[int], T], starts: Iterable[int], parallel: bool) -> list[T]:
-    """``[fn(s) for s in starts]``, on ``torch.get_num_threads()`` threads when ``parallel`` (for CPU work).
-
-    The blocks must be independent (each writes only its own rows). numpy has no intra-op threads, so this gives
-    the numpy kernels the parallelism torch's own CPU ops get; with one torch thread, or ``parallel=False`` (off
-    the CPU: accelerators queue work in order anyway), the blocks run in order on the calling thread. The pool
-    lives for one call (safe across fork).
-    """
-    starts = list(starts)
-    workers = min(torch.get_num_threads(), len(starts)) if parallel else 1
-    if workers <= 1:
-        return [fn(s) for s in starts]
-    with ThreadPoolExecutor(workers, thread_name_prefix="csdn-blocks") as pool:
-        return list(pool.map(fn, starts))
 
 
 def sort_rows(x: torch.Tensor) -> torch.Tensor:

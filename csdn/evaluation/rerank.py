@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._ops import copy_transposed, map_blocks, nonzero_2d, smallest_k
+from ._ops import copy_transposed, nonzero_2d, smallest_k
 
 __all__ = ["DistanceRows", "MatrixRows", "k_reciprocal_rerank", "re_ranking"]
 
@@ -51,10 +51,6 @@ class DistanceRows:
     num_query: int
     num_gallery: int
     device: torch.device
-    #: Whether :meth:`search` and :meth:`values` may run for several blocks at once on worker threads (CPU; see
-    #: :func:`csdn.evaluation._ops.map_blocks`): for thread-safe, numpy-bound sources. Sources whose work is
-    #: torch's own multi-threaded ops (products, large gathers) leave it False: threads would only add memory.
-    parallel_blocks: bool = False
 
     @property
     def num_items(self) -> int:
@@ -80,12 +76,9 @@ class DistanceRows:
         step = search_step(n)
         row_max = torch.empty(n, dtype=torch.float32, device=self.device)
         nbrs = torch.empty(n, k, dtype=torch.long, device=self.device)
-
-        def block(s: int) -> None:
+        for s in range(0, n, step):
             keys, row_max[s : s + step] = self.search(s, min(s + step, n))
             nbrs[s : s + step] = smallest_k(keys, k)
-
-        map_blocks(block, range(0, n, step), self.parallel_blocks and self.device.type == "cpu")
         return nbrs, row_max
 
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -104,8 +97,6 @@ class MatrixRows(DistanceRows):
     row i is column i of the combined matrix: ``[q_q[:, i], q_g[i, :]]`` for a query and
     ``[q_g[:, j], g_g[:, j]]`` for a gallery item j (identical to plain rows when the inputs are symmetric).
 
-    Its search and values are thread-safe (reads only) and numpy-bound, so on CPU several blocks run at once.
-
     Args:
         q_g: Query-gallery distances (Nq, Ng).
         q_q: Query-query distances (Nq, Nq).
@@ -123,7 +114,6 @@ class MatrixRows(DistanceRows):
         if nonnegative is None:
             nonnegative = all(bool(m.amin() >= 0) for m in (q_g, q_q, g_g))
         self.nonnegative = nonnegative
-        self.parallel_blocks = True
 
     @staticmethod
     def _sq(x: torch.Tensor) -> torch.Tensor:
@@ -240,7 +230,8 @@ def _encode(source: DistanceRows, k1: int, row_max: torch.Tensor, nbrs: torch.Te
     half_recip = _reciprocal(half, step)
     step = max(1, _BLOCK_ELEMENTS // max(n, nbrs.shape[1] ** 2 * half_k))
 
-    def block(s: int) -> tuple[torch.Tensor, ...]:
+    parts = []
+    for s in range(0, n, step):
         e = min(s + step, n)
         if cpu:
             local, c = (torch.from_numpy(a) for a in _expanded_pairs_numpy(s, e, index, recip, half, half_recip, n))
@@ -249,9 +240,7 @@ def _encode(source: DistanceRows, k1: int, row_max: torch.Tensor, nbrs: torch.Te
         r = local + s
         w = torch.exp(-(source.values(r, c) / row_max[r]))
         total = torch.zeros(e - s, dtype=w.dtype, device=w.device).index_add_(0, local, w)
-        return r, c, w / total[local]
-
-    parts = map_blocks(block, range(0, n, step), cpu and source.parallel_blocks)
+        parts.append((r, c, w / total[local]))
     return tuple(torch.cat(t) for t in zip(*parts, strict=True))
 
 
@@ -347,7 +336,7 @@ def _pair_blocks(row_pairs: np.ndarray, nq: int, ng: int) -> list[tuple[int, int
 
 
 def _shared_mass_numpy(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, nq: int, n: int) -> np.ndarray:
-    """numpy :func:`_shared_mass` (CPU), blocks of query rows on worker threads; float32 (Nq, Ng)."""
+    """numpy :func:`_shared_mass` (CPU), float32 (Nq, Ng)."""
     ng = n - nq
     is_q = rows < nq
     q_r, q_c, q_v = rows[is_q], cols[is_q], vals[is_q]
@@ -359,9 +348,7 @@ def _shared_mass_numpy(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, nq:
     row_pairs = np.cumsum(np.bincount(q_r, weights=entry_pairs, minlength=nq)).astype(np.int64)
     q_ptr = np.concatenate([[0], np.cumsum(np.bincount(q_r, minlength=nq))])
     out = np.empty((nq, ng), dtype=np.float32)
-
-    def block(bound: tuple[int, int]) -> None:  # blocks write disjoint rows of out
-        s, e = bound
+    for s, e in _pair_blocks(row_pairs, nq, ng):
         lo, hi = q_ptr[s], q_ptr[e]
         counts = entry_pairs[lo:hi]
         owner = np.repeat(np.arange(lo, hi), counts)
@@ -369,8 +356,6 @@ def _shared_mass_numpy(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, nq:
         mins = np.minimum(q_v[owner], g_v[pos])
         flat = (q_r[owner] - s) * ng + g_r[pos]
         out[s:e] = np.bincount(flat, weights=mins, minlength=(e - s) * ng).reshape(e - s, ng)
-
-    map_blocks(block, _pair_blocks(row_pairs, nq, ng), parallel=True)
     return out
 
 

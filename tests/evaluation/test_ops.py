@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdn.evaluation._ops import _smallest_k_given_kth, copy_transposed, map_blocks, nonzero_2d, smallest_k, sort_rows
+from csdn.evaluation._ops import _smallest_k_given_kth, copy_transposed, nonzero_2d, smallest_k, sort_rows
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -70,27 +70,3 @@ def test_copy_transposed_in_tiles(monkeypatch, dtype):
     dst = torch.full((5, 12), -1.0, dtype=dtype)
     copy_transposed(dst[:, 1:11], src)
     assert torch.equal(dst[:, 1:11], src.T) and bool((dst[:, 0] == -1).all() and (dst[:, 11] == -1).all())
-
-
-def test_map_blocks_spreads_blocks_over_torch_threads(monkeypatch):
-    import threading
-    import time
-
-    def block(s):
-        time.sleep(0.01)  # long enough for a second worker to pick up the next block
-        return s * 2, threading.current_thread().name
-
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    out = map_blocks(block, range(0, 12, 2), parallel=True)
-    assert [v for v, _ in out] == [0, 4, 8, 12, 16, 20]  # in the order of the starts
-    assert len({name for _, name in out}) > 1 and all(name.startswith("csdn-blocks") for _, name in out)
-    main = threading.current_thread().name
-    assert {name for _, name in map_blocks(block, range(3), parallel=False)} == {main}
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert {name for _, name in map_blocks(block, range(3), parallel=True)} == {main}
-
-    def fails(s):
-        raise ValueError(f"block {s}")
-
-    with pytest.raises(ValueError, match="block 0"):
-        map_blocks(fails, range(3), parallel=True)

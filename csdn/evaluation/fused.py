@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ._ops import smallest_k
-from .rerank import DistanceRows, _check_params, k_reciprocal_rerank, search_step
+from .rerank import DistanceRows, _check_params, k_reciprocal_rerank
 
 __all__ = ["METRICS", "FeatureRows", "distance"]
 
@@ -88,7 +88,7 @@ class FeatureRows(DistanceRows):
 
     def neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         n, nq = self.num_items, self.num_query
-        step = search_step(n, _PRODUCT_ELEMENTS)
+        step = max(1, _PRODUCT_ELEMENTS // n)
         row_max = torch.empty(n, dtype=torch.float32, device=self.device)
         nbrs = torch.empty(n, k, dtype=torch.long, device=self.device)
         nbr_sq = torch.empty(n, k, dtype=torch.float32, device=self.device)

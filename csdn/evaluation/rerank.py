@@ -35,11 +35,6 @@ _PAIR_BUDGET = 1 << 21  # (query entry, gallery entry) pairs per Jaccard step
 SPARSE_BACKENDS = ("auto", "scipy", "torch")
 
 
-def search_step(n: int, elements: int | None = None) -> int:
-    """Rows per neighbour-search block over N items (``elements`` per block; default: the matrix-source size)."""
-    return max(1, min(_BLOCK_ELEMENTS, elements or _SEARCH_ELEMENTS) // n)
-
-
 class DistanceRows:
     """Source of rows of the *squared* combined distance matrix over N = Nq + Ng items (queries first).
 
@@ -73,7 +68,7 @@ class DistanceRows:
             ``(nbrs, row_max)``: int64 (N, k) in ascending distance, float32 (N,).
         """
         n = self.num_items
-        step = search_step(n)
+        step = max(1, min(_BLOCK_ELEMENTS, _SEARCH_ELEMENTS) // n)
         row_max = torch.empty(n, dtype=torch.float32, device=self.device)
         nbrs = torch.empty(n, k, dtype=torch.long, device=self.device)
         for s in range(0, n, step):

@@ -105,6 +105,8 @@ def _group_threshold(rows: torch.Tensor, groups: int, k: int) -> np.ndarray:
     several times faster than numpy's here.
     """
     c, num = rows.shape
+    if rows.stride(1) != 1:  # the group view below needs unit steps along a row
+        rows = rows.contiguous()
     mins = torch.amin(rows.as_strided((c, num // groups, groups), (rows.stride(0), groups, 1)), dim=1)
     return np.partition(mins.numpy(), k, axis=1)[:, k : k + 1]
 

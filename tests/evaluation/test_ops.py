@@ -48,7 +48,8 @@ def test_group_minimum_threshold_on_adversarial_rows(num, k):
             np.full(num, 0.5),  # one value
         ]
     )
-    for x in (torch.from_numpy(rows), torch.from_numpy(rows).float()):
+    strided = torch.from_numpy(np.ascontiguousarray(rows.T)).T  # the same rows as a transposed view
+    for x in (torch.from_numpy(rows), torch.from_numpy(rows).float(), strided):
         expected = np.argsort(x.numpy(), axis=1, kind="stable")[:, :k]
         np.testing.assert_array_equal(smallest_k(x, k).numpy(), expected)
 

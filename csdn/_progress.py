@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Progress", "ProgressReport"]
+__all__ = ["Progress", "ProgressReport", "StderrLogHandler"]
 
 #: ``True`` (bar on a terminal, log lines every ``Progress.log_interval_s`` seconds otherwise), ``False`` (silent), or a
 #: callable ``report(done, total)`` called after every update.
@@ -83,6 +83,22 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StderrLogHandler(logging.Handler):
+    """Log handler writing to whatever ``sys.stderr`` is at emit time, above any open progress bar.
+
+    Writes through ``tqdm.write``, which clears the bars on the same stream, prints the line and redraws them, so a
+    log line never lands inside a bar's line on a terminal (off a terminal it is a plain write).
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never break the caller
+            self.handleError(record)
 
 
 def format_seconds(seconds: float) -> str:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._progress import StderrLogHandler
+
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger("csdn.cli")
@@ -323,16 +325,6 @@ def _image_list(spec: str) -> list[str]:
     return [str(p if Path(p).is_absolute() else base / p) for p in lines]
 
 
-class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is at emit time (robust to redirection between calls of :func:`main`)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-        except Exception:  # logging must never break the command
-            self.handleError(record)
-
-
 def _log_to_file(path: Path, enabled: bool) -> logging.Handler | None:
     if not enabled:
         return None
@@ -345,8 +337,8 @@ def _log_to_file(path: Path, enabled: bool) -> logging.Handler | None:
 
 def _configure_logging(quiet: bool) -> None:
     root = logging.getLogger("csdn")
-    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
-        handler = _StderrHandler()
+    if not any(isinstance(h, StderrLogHandler) for h in root.handlers):
+        handler = StderrLogHandler()  # the stderr of the moment (tests redirect it), above progress bars
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
     root.setLevel(logging.WARNING if quiet else logging.INFO)

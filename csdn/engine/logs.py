@@ -20,13 +20,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._progress import Progress, format_seconds
+from .._progress import Progress, StderrLogHandler, format_seconds
 from .tracking import MetricsLogger
 
 __all__ = ["IterationLog", "run_log_handlers"]
@@ -177,7 +176,7 @@ def run_log_handlers(path: str | os.PathLike, enabled: bool = True) -> Iterator[
     level = package.level
     if enabled:
         if not package.handlers and not logging.getLogger().handlers:
-            console = logging.StreamHandler(sys.stderr)
+            console = StderrLogHandler()  # above the loss bar on a terminal
             console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
             added.append(console)
         if not _writes_to(Path(path)):

@@ -72,3 +72,32 @@ def test_bar_on_a_terminal(samples, caplog, monkeypatch):
     run(samples, True)
     assert re.search(r"extracting 5 visible features: +\d+%\|.*\| \d/5 \[", terminal.getvalue())
     assert caplog.records == []  # the bar replaces the log lines
+
+
+def test_log_lines_print_above_an_open_bar(monkeypatch):
+    """On a terminal, a csdn log line clears the bar's line first instead of being appended to the bar's text."""
+    from csdn._progress import StderrLogHandler
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    log = logging.getLogger("csdn.test_bar")
+    log.propagate = False
+    handler = StderrLogHandler()
+    log.addHandler(handler)
+    try:
+        with Progress(10, "extracting", unit="img") as bar:
+            bar.update(3)
+            log.warning("a message")
+            bar.update(3)
+    finally:
+        log.removeHandler(handler)
+    text = term.getvalue()
+    assert "a message\n" in text
+    before = text[: text.index("a message")]
+    assert "extracting" in before  # the bar was drawn first
+    line_start = max(before.rfind("\r"), before.rfind("\n"))
+    assert before[line_start + 1 :].strip() == ""  # the message starts a cleared line, not the bar's

@@ -201,3 +201,18 @@ def test_an_old_checkpoint_never_makes_its_clip_file_run_code_without_trust_code
     captured = capfd.readouterr()
     assert "TorchScript code from the archive ran" in captured.out  # the opt-in reached the CLIP reader
     assert code == 2 and "csdn: error:" in captured.err  # and the archive is no CLIP
+
+
+def test_ablate_runs_archive_code_only_with_trust_code(capfd, sysu_root, tmp_path, save_self_restoring_archive):
+    archive = save_self_restoring_archive(tmp_path / "clip.pt")
+    base = ["-q", "ablate", "--root", sysu_root, "--preset", "demo", "--variants", "baseline", "--no-report",
+            "--set", f"model.clip={archive}"]  # fmt: skip
+    capfd.readouterr()
+    code = main(list(map(str, [*base, "--out", tmp_path / "study"])))
+    captured = capfd.readouterr()
+    assert code == 2 and "restores itself with its own code" in captured.err
+    assert "code from the archive ran" not in captured.out
+    code = main(list(map(str, [*base, "--out", tmp_path / "study2", "--trust-code"])))
+    captured = capfd.readouterr()
+    assert "TorchScript code from the archive ran" in captured.out  # the opt-in reached the CLIP reader
+    assert code == 2 and "csdn: error:" in captured.err  # and the archive is no CLIP

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .._io import atomic_write_text
+from .options import add_trust_code
 
 __all__ = ["VARIANTS", "add_ablate_parser", "cmd_ablate"]
 
@@ -64,20 +65,21 @@ def add_ablate_parser(sub: Any) -> None:
     )
     p.add_argument("--trials", type=int, help="evaluation trials to average (default: all the protocol has)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML reports (no viz extra needed)")
+    add_trust_code(p)
     p.set_defaults(func=cmd_ablate)
 
 
 # ------------------------------------------------------------------------------------------- engine adapter
 
 
-def _engine() -> SimpleNamespace:
+def _engine(trust_code: bool = False) -> SimpleNamespace:
     """The only place ``csdn ablate`` touches the training engine (adapt here when the engine changes).
 
     Returns a namespace of plain functions:
         ``config(args, variant, run_dir) -> TrainConfig``; ``as_dict(cfg) -> nested dict``;
         ``saved_config(checkpoint) -> nested dict``; ``train(cfg, dataset, resume, dist_info) -> final path``;
         ``load(checkpoint, device) -> (model, cfg)``; ``dist_info()``, ``device(cfg, info)``,
-        ``init(device, info)``, ``cleanup()``.
+        ``init(device, info)``, ``cleanup()``. ``trust_code``: as ``--trust-code`` (CLIP archives with code).
     """
     from ..engine import Trainer, build_csdn, config_to_dict, load_checkpoint, load_trained_model
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
@@ -95,11 +97,12 @@ def _engine() -> SimpleNamespace:
         return resolve_train_config(ns)
 
     def train(cfg: Any, dataset: Any, resume: bool, info: Any) -> Path:
-        model = build_csdn(cfg, dataset.train.num_classes, resolve_device(cfg.runtime.device, info))
+        device = resolve_device(cfg.runtime.device, info)
+        model = build_csdn(cfg, dataset.train.num_classes, device, trust_code=trust_code)
         return Trainer(cfg, model, dataset.train, dist_info=info).fit(resume=resume)
 
     def load(path: Path, device: Any) -> tuple[Any, Any]:
-        model, cfg, _ = load_trained_model(path, device)
+        model, cfg, _ = load_trained_model(path, device, trust_code=trust_code)
         return model, cfg
 
     return SimpleNamespace(
@@ -182,7 +185,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         from .._optional import require
 
         require("matplotlib", "viz")  # before hours of training, not after
-    engine = _engine()
+    engine = _engine(args.trust_code)
     out = Path(args.out)
     variants = list(dict.fromkeys(args.variants))
     cfgs = {v: engine.config(args, v, out / v) for v in variants}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._progress import StderrLogHandler
+from .options import add_trust_code
 
 __all__ = ["main", "build_parser"]
 
@@ -107,7 +108,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in runtime.output_dir")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test protocol")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML or JSON) and exit")
-    _add_trust_code(p)
+    add_trust_code(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -149,15 +150,7 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
                    help="add the flipped image's features (the official test; default: on)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
-    _add_trust_code(p)
-
-
-def _add_trust_code(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--trust-code", action="store_true",
-        help="let a CLIP TorchScript archive that csdn's data-only reader refuses be loaded with torch.jit.load, "
-        "which RUNS CODE STORED IN THE FILE (only for files you trust; never needed for OpenAI's releases)",
-    )  # fmt: skip
+    add_trust_code(p)
 
 
 def _add_demo(sub: Any) -> None:

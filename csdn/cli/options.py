@@ -1,0 +1,16 @@
+"""Command-line options shared by several ``csdn`` sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_trust_code"]
+
+
+def add_trust_code(p: argparse.ArgumentParser) -> None:
+    """``--trust-code``: the opt-in to ``torch.jit.load`` for CLIP archives the data-only reader refuses."""
+    p.add_argument(
+        "--trust-code", action="store_true",
+        help="let a CLIP TorchScript archive that csdn's data-only reader refuses be loaded with torch.jit.load, "
+        "which RUNS CODE STORED IN THE FILE (only for files you trust; never needed for OpenAI's releases)",
+    )  # fmt: skip

@@ -145,6 +145,24 @@ def test_two_processes_match_one_under_the_official_procedure(tmp_path, sysu_roo
     _assert_same_run(single, ddp)
 
 
+def test_ablate_under_torchrun_trains_the_single_process_variant_and_writes_the_study_once(tmp_path, sysu_root):
+    """``csdn ablate`` on 2 processes: the variant's run equals the 1-process one; rank 0 alone writes the study."""
+    args = [x for item in [*TINY_OVERRIDES, *STAGE3] for x in ("--set", item)]
+    base = ["-m", "csdn", "-q", "ablate", "--preset", "demo", "--root", str(sysu_root), "--variants", "csdn"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    outputs = {}
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for name, launcher in (("single", []), ("ddp", torchrun)):
+        cmd = [sys.executable, *launcher, *base, "--out", str(tmp_path / name), "--no-report", "--trials", "2", *args]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs[name] = done.stdout
+    assert outputs["ddp"].count("wrote ") == outputs["single"].count("wrote ") > 0  # the study's files, once
+    _assert_same_run(tmp_path / "single" / "csdn", tmp_path / "ddp" / "csdn")
+    single, ddp = (json.loads((tmp_path / name / "ablation.json").read_text()) for name in ("single", "ddp"))
+    assert ddp == single  # plan, configuration and every metric of the table
+
+
 # ------------------------------------------------------------------------------- one step, gradient level
 
 STAGE_GRADS = Path(__file__).parent / "distributed_scripts" / "stage_grads.py"

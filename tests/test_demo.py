@@ -1,12 +1,15 @@
 """Regression test of `csdn demo`: the quick setting must learn far above chance under the real SYSU protocol."""
 
+import logging
+
 import torch
 
 from csdn.cli.demo import DEMO_SETTINGS, run_demo
 
 
-def test_quick_demo_learns_far_above_chance(tmp_path):
+def test_quick_demo_learns_far_above_chance(tmp_path, caplog):
     lines = []
+    caplog.set_level(logging.INFO, logger="csdn")
     threads = torch.get_num_threads()
     result = run_demo(tmp_path, quick=True, out=lines.append)
     assert torch.get_num_threads() == threads  # the demo's single-thread setting is undone
@@ -20,3 +23,5 @@ def test_quick_demo_learns_far_above_chance(tmp_path):
     assert result.checkpoint.is_file() and (result.run_dir / "eval.json").is_file()
     text = "\n".join(lines)
     assert "chance level" in text and str(result.checkpoint) in text and "rank-1" in text
+    clipped = [r for r in caplog.records if "CMC clipped" in r.getMessage()]
+    assert 1 <= len(clipped) <= 4  # the 19-item gallery's note, not once per trial and chance-level draw

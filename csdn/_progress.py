@@ -97,6 +97,7 @@ class StderrLogHandler(logging.Handler):
             from tqdm import tqdm
 
             tqdm.write(self.format(record), file=sys.stderr)
+            sys.stderr.flush()  # as logging.StreamHandler: the line is out before the program goes on
         except Exception:  # logging must never break the caller
             self.handleError(record)
 

@@ -93,7 +93,7 @@ class FeatureRows(DistanceRows):
         nbrs = torch.empty(n, k, dtype=torch.long, device=self.device)
         nbr_sq = torch.empty(n, k, dtype=torch.float32, device=self.device)
         q_g = torch.empty(nq, self.num_gallery, dtype=torch.float32, device=self.device)
-        rows = torch.empty(step, n, dtype=torch.float32, device=self.device)
+        rows = torch.empty(min(step, self.num_gallery), n, dtype=torch.float32, device=self.device)  # gallery rows
         starts = [*range(0, nq, step), *range(nq, n, step)]  # no block straddles queries and gallery
         for s, e in zip(starts, [*starts[1:], n], strict=True):
             if e <= nq:  # query rows: one product with all items

@@ -8,12 +8,15 @@ neighbours (skipped when k2 == 1), and the final distance is ``(1 - lambda) * ja
 (Zhong et al.'s original code kept the squared distances and V in float16; torchreid, and we, use float32.)
 
 Instead of dense (N x N) matrices and full argsorts, only the max(k1 + 1, k2) nearest neighbours of every item are
-kept (a sampled-bound partial search on CPU, ``topk`` elsewhere; see :func:`csdn.evaluation._ops.smallest_k`),
-V is stored sparsely (a few hundred non-zeros per item) and the query-gallery Jaccard distances are a sparse
+kept (a partial search bounded by group minima on CPU, ``topk`` elsewhere; see :func:`csdn.evaluation._ops.smallest_k`),
+V is stored sparsely (tens of non-zeros per item) and the query-gallery Jaccard distances are a sparse
 "sum of minima" join over shared neighbours. Rows of the distance matrix are produced block by block by a
 :class:`DistanceRows` source, so peak memory is O(block x N) plus the (Nq x Ng) output; the fused
 :func:`csdn.evaluation.distance` source computes them from features and never holds an N x N matrix.
 Ties in the neighbour ranking are broken by item index (the reference's quicksort leaves them unordered).
+Non-negative distances are ranked by their own values (squaring is monotone): where distinct distances collide
+once squared in float32 and divided by the row maximum (differences below float32 resolution, e.g. float64 inputs
+a few 1e-9 apart), the reference's order among them is its quicksort's, csdn's follows the distances.
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ class MatrixRows(DistanceRows):
     def __init__(
         self, q_g: torch.Tensor, q_q: torch.Tensor, g_g: torch.Tensor, nonnegative: bool | None = None
     ) -> None:
+        if q_g.device.type == "cpu" and torch.bfloat16 in (q_g.dtype, q_q.dtype, g_g.dtype):
+            q_g, q_q, g_g = q_g.float(), q_q.float(), g_g.float()  # numpy (the CPU kernels) has no bfloat16
         self.q_g, self.q_q, self.g_g = q_g, q_q, g_g
         self.num_query, self.num_gallery = q_g.shape
         self.device = q_g.device
@@ -167,8 +172,8 @@ def _reciprocal(nbrs: Any, step: int) -> Any:
     """
     if isinstance(nbrs, np.ndarray):
         own = np.arange(nbrs.shape[0], dtype=nbrs.dtype)
-        parts = [nbrs[nbrs[s : s + step]] == own[s : s + step, None, None] for s in range(0, nbrs.shape[0], step)]
-        return np.concatenate([p.any(-1) for p in parts])
+        blocks = range(0, nbrs.shape[0], step)  # each (step, K, K) comparison reduced at once: O(step K^2) memory
+        return np.concatenate([(nbrs[nbrs[s : s + step]] == own[s : s + step, None, None]).any(-1) for s in blocks])
     out = torch.empty(nbrs.shape, dtype=torch.bool, device=nbrs.device)
     for s in range(0, nbrs.shape[0], step):
         own = torch.arange(s, min(s + step, nbrs.shape[0]), device=nbrs.device)
@@ -423,7 +428,8 @@ def re_ranking(
 
     Args:
         q_g_dist: Query-gallery distances (Nq, Ng), numpy or torch (any device; work happens there). float16
-            distances are squared in float16 as the reference does; bfloat16 ones on the CPU in float32.
+            distances are squared in float16 as the reference does (and ranked by their own values, see the module
+            notes on near-ties); bfloat16 ones on the CPU in float32.
         q_q_dist: Query-query distances (Nq, Nq).
         g_g_dist: Gallery-gallery distances (Ng, Ng).
         k1: Size of the k-reciprocal neighbourhoods (20 in the paper); galleries smaller than k1 are fine.
@@ -445,7 +451,5 @@ def re_ranking(
     q_q, pos_qq = _as_matrix(q_q_dist, "q_q_dist", (nq, nq), q_g.device)
     g_g, pos_gg = _as_matrix(g_g_dist, "g_g_dist", (ng, ng), q_g.device)
     dtype = torch.promote_types(torch.promote_types(q_g.dtype, q_q.dtype), g_g.dtype)
-    if dtype == torch.bfloat16 and q_g.device.type == "cpu":  # numpy (the CPU kernels) has no bfloat16
-        dtype = torch.float32
     source = MatrixRows(q_g.to(dtype), q_q.to(dtype), g_g.to(dtype), nonnegative=pos_qg and pos_qq and pos_gg)
     return k_reciprocal_rerank(source, k1, k2, float(lambda_value)).cpu().numpy()

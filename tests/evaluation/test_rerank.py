@@ -98,6 +98,7 @@ def test_shared_mass_is_a_sum_of_minima(monkeypatch):
 def test_half_precision_inputs(dtype, dense_rerank):
     q_g, q_q, g_g = (torch.from_numpy(x).to(dtype) for x in _dists(8, 30, seed=5))
     got = re_ranking(q_g, q_q, g_g)
+    np.testing.assert_array_equal(k_reciprocal_rerank(MatrixRows(q_g, q_q, g_g)).numpy(), got)  # the public source too
     if dtype == torch.float16:  # the reference squares float16 distances in float16
         expected = dense_rerank(*(x.numpy() for x in (q_g, q_q, g_g)))
     else:
@@ -116,6 +117,23 @@ def test_pair_blocks_cover_the_queries_within_both_budgets(monkeypatch):
     assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:], strict=False))
     for s, e in blocks:
         assert 1 <= e - s <= 3 and (pairs[s:e].sum() <= 10 or e - s == 1)
+
+
+def test_reciprocity_check_memory_is_one_block():
+    """The CPU reciprocity check reduces each (step, K, K) comparison at once instead of keeping them all."""
+    import tracemalloc
+
+    from csdn.evaluation.rerank import _reciprocal
+
+    n, k, step = 20_000, 21, 500
+    nbrs = np.random.default_rng(0).integers(0, n, (n, k)).astype(np.int32)
+    tracemalloc.start()
+    out = _reciprocal(nbrs, step)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.shape == (n, k) and peak < n * k * k // 3  # all blocks at once: n k^2 bytes (8.8 MB) and more
+    expected = np.array([[i in nbrs[j] for j in row] for i, row in enumerate(nbrs[:200])])
+    np.testing.assert_array_equal(out[:200], expected)
 
 
 @pytest.mark.parametrize("backend", ["scipy", "torch"])

@@ -40,7 +40,8 @@ def test_small_blocks_torch_sparse_path_and_float32_input(monkeypatch, dense_rer
     q_g, q_q, g_g = _dists(9, 31, seed=4)
     expected = dense_rerank(q_g, q_q, g_g)
     monkeypatch.setattr("csdn.evaluation.rerank._BLOCK_ELEMENTS", 50)
-    monkeypatch.setattr("csdn.evaluation.rerank._PAIR_BUDGET", 40)
+    monkeypatch.setattr("csdn.evaluation._kreciprocal._BLOCK_ELEMENTS", 50)
+    monkeypatch.setattr("csdn.evaluation._kreciprocal._PAIR_BUDGET", 40)
     got = re_ranking(*(torch.from_numpy(x).float() for x in (q_g, q_q, g_g)))
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
@@ -50,15 +51,16 @@ def test_many_blocks_with_the_grouped_neighbour_search(monkeypatch, dense_rerank
     q_g, q_q, g_g = _dists(60, 140, seed=7)
     expected = dense_rerank(q_g, q_q, g_g)
     monkeypatch.setattr("csdn.evaluation.rerank._BLOCK_ELEMENTS", 4000)  # 20 rows per block
-    monkeypatch.setattr("csdn.evaluation.rerank._PAIR_BUDGET", 500)
+    monkeypatch.setattr("csdn.evaluation._kreciprocal._BLOCK_ELEMENTS", 4000)
+    monkeypatch.setattr("csdn.evaluation._kreciprocal._PAIR_BUDGET", 500)
     np.testing.assert_allclose(re_ranking(q_g, q_q, g_g), expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("k1", [2, 7, 20])
 def test_cpu_and_accelerator_expansions_agree(k1):
     """The numpy pair-based expansion (CPU) and the dense-mask one (accelerators) give the same sets, on CPU."""
+    from csdn.evaluation._kreciprocal import _expanded_pairs_numpy, _expansion_mask, _reciprocal
     from csdn.evaluation._ops import nonzero_2d, smallest_k
-    from csdn.evaluation.rerank import _expanded_pairs_numpy, _expansion_mask, _reciprocal
 
     q_g, q_q, g_g = _dists(50, 90, seed=k1)
     d = torch.from_numpy(np.block([[q_q, q_g], [q_g.T, g_g]]))
@@ -79,7 +81,7 @@ def test_cpu_and_accelerator_expansions_agree(k1):
 
 def test_shared_mass_is_a_sum_of_minima(monkeypatch):
     """Both query-gallery joins (numpy on CPU, torch for accelerators) = a literal sum of minima, in several blocks."""
-    from csdn.evaluation.rerank import _shared_mass, _shared_mass_torch
+    from csdn.evaluation._kreciprocal import _shared_mass_torch, shared_mass
 
     rng = np.random.default_rng(3)
     nq, n = 13, 40
@@ -87,8 +89,8 @@ def test_shared_mass_is_a_sum_of_minima(monkeypatch):
     expected = np.minimum(dense[:nq, None, :], dense[None, nq:, :]).sum(-1)  # (Nq, Ng)
     rows, cols = np.nonzero(dense)
     coo = (torch.from_numpy(rows), torch.from_numpy(cols), torch.from_numpy(dense[rows, cols]))
-    monkeypatch.setattr("csdn.evaluation.rerank._PAIR_BUDGET", 30)
-    for join in (_shared_mass, _shared_mass_torch):
+    monkeypatch.setattr("csdn.evaluation._kreciprocal._PAIR_BUDGET", 30)
+    for join in (shared_mass, _shared_mass_torch):
         got = join(coo, nq, n)
         assert got.dtype == torch.float32 and got.shape == (nq, n - nq)
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-6)
@@ -107,10 +109,10 @@ def test_half_precision_inputs(dtype, dense_rerank):
 
 
 def test_pair_blocks_cover_the_queries_within_both_budgets(monkeypatch):
-    from csdn.evaluation.rerank import _pair_blocks
+    from csdn.evaluation._kreciprocal import _pair_blocks
 
-    monkeypatch.setattr("csdn.evaluation.rerank._PAIR_BUDGET", 10)
-    monkeypatch.setattr("csdn.evaluation.rerank._BLOCK_ELEMENTS", 12)
+    monkeypatch.setattr("csdn.evaluation._kreciprocal._PAIR_BUDGET", 10)
+    monkeypatch.setattr("csdn.evaluation._kreciprocal._BLOCK_ELEMENTS", 12)
     pairs = np.array([3, 0, 4, 25, 1, 1, 1, 1, 1, 2])  # one row alone exceeds the pair budget
     blocks = _pair_blocks(np.cumsum(pairs), len(pairs), ng=4)  # at most 12 // 4 = 3 rows per block
     assert blocks[0][0] == 0 and blocks[-1][1] == len(pairs)
@@ -123,7 +125,7 @@ def test_reciprocity_check_memory_is_one_block():
     """The CPU reciprocity check reduces each (step, K, K) comparison at once instead of keeping them all."""
     import tracemalloc
 
-    from csdn.evaluation.rerank import _reciprocal
+    from csdn.evaluation._kreciprocal import _reciprocal
 
     n, k, step = 20_000, 21, 500
     nbrs = np.random.default_rng(0).integers(0, n, (n, k)).astype(np.int32)

@@ -89,8 +89,13 @@ class StderrLogHandler(logging.Handler):
     """Log handler writing to whatever ``sys.stderr`` is at emit time, above any open progress bar.
 
     Writes through ``tqdm.write``, which clears the bars on the same stream, prints the line and redraws them, so a
-    log line never lands inside a bar's line on a terminal (off a terminal it is a plain write).
+    log line never lands inside a bar's line on a terminal (off a terminal it is a plain write). Lines are
+    ``HH:MM:SS message`` unless another formatter is set.
     """
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

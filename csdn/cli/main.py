@@ -331,9 +331,7 @@ def _log_to_file(path: Path, enabled: bool) -> logging.Handler | None:
 def _configure_logging(quiet: bool) -> None:
     root = logging.getLogger("csdn")
     if not any(isinstance(h, StderrLogHandler) for h in root.handlers):
-        handler = StderrLogHandler()  # the stderr of the moment (tests redirect it), above progress bars
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        root.addHandler(handler)
+        root.addHandler(StderrLogHandler())  # the stderr of the moment (tests redirect it), above progress bars
     root.setLevel(logging.WARNING if quiet else logging.INFO)
 
 

@@ -176,9 +176,7 @@ def run_log_handlers(path: str | os.PathLike, enabled: bool = True) -> Iterator[
     level = package.level
     if enabled:
         if not package.handlers and not logging.getLogger().handlers:
-            console = StderrLogHandler()  # above the loss bar on a terminal
-            console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-            added.append(console)
+            added.append(StderrLogHandler())  # above the loss bar on a terminal
         if not _writes_to(Path(path)):
             added.append(_RunFileHandler(Path(path)))
         if level == logging.NOTSET:

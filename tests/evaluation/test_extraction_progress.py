@@ -87,6 +87,7 @@ def test_log_lines_print_above_an_open_bar(monkeypatch):
     log = logging.getLogger("csdn.test_bar")
     log.propagate = False
     handler = StderrLogHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))  # the message alone, to find where its line starts
     log.addHandler(handler)
     try:
         with Progress(10, "extracting", unit="img") as bar:

@@ -159,6 +159,23 @@ class PromptStage(Stage):
         if not self.paired:  # one flat list of both modalities' features
             self.features = torch.cat([bank.visible, bank.infrared])
             self.labels = torch.cat([bank.visible_labels, bank.infrared_labels])
+        items, what = self._epoch_items()
+        if items < self.cfg.batch_size:  # the batch orders would hold no batch: refuse rather than train nothing
+            raise ValueError(
+                f"stage{self.index}.batch_size={self.cfg.batch_size} is larger than the stage-{self.index} feature "
+                f"bank ({items} {what}), so an epoch has no batch; set stage{self.index}.batch_size to at most "
+                f"{items} or train on more images"
+            )
+
+    def _epoch_items(self) -> tuple[int, str]:
+        """How many items one epoch's batches are cut from (see :meth:`batches`), and what they are."""
+        bank = self.bank
+        if not self.paired:
+            return self.labels.numel(), "visible and infrared features"
+        if self.ctx.cfg.quirks.sampled_feature_bank:
+            return bank.visible_labels.numel(), "identity-sampled visible/infrared pairs"
+        larger = max(bank.visible_labels.numel(), bank.infrared_labels.numel())
+        return larger, "pairs, one per image of the larger modality"
 
     def step_module(self) -> nn.Module:
         return self.forward(self.ctx.model)

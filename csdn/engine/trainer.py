@@ -54,6 +54,10 @@ __all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback", "Step
 
 logger = logging.getLogger(__name__)
 
+#: the ``runtime`` keys a resumed run must keep: they decide which batches, dropout masks and algorithms the rest of
+#: the run draws, so a change would silently continue another run than the checkpoint's
+RESUME_FIXED_RUNTIME = ("seed", "deterministic")
+
 
 class EvaluateFn(Protocol):
     """Periodic evaluation: ``evaluate(model, trials) -> {"rank1": ..., "mAP": ...}`` (rank 0, model in eval mode)."""
@@ -168,7 +172,8 @@ class Trainer:
 
         Args:
             resume: continue from ``checkpoints/last.pt`` of the output folder (the same configuration is
-                required); without it, a folder that already holds a checkpoint is refused.
+                required; of ``runtime`` only :data:`RESUME_FIXED_RUNTIME`, i.e. ``seed`` and ``deterministic``);
+                without it, a folder that already holds a checkpoint is refused.
 
         The output folder is held exclusively for the run (:func:`csdn.engine.run_dir.claim_run_folder`); if the
         run fails before its first epoch ends, what it created there is removed.
@@ -222,7 +227,10 @@ class Trainer:
                 f"nothing to resume: {self.checkpoint_path} does not exist (run without --resume to start)"
             )
         state = load_checkpoint(self.checkpoint_path, map_location="cpu")
-        diffs = config_differences(state["config"], config_to_dict(self.cfg), ignore=("runtime",))
+        current = config_to_dict(self.cfg)
+        diffs = config_differences(state["config"], current, ignore=("runtime",))
+        fixed = {"runtime": {key: current["runtime"][key] for key in RESUME_FIXED_RUNTIME}}
+        diffs += config_differences(state["config"], fixed)  # the rest of runtime may change (amp, clipping, ...)
         if diffs:
             raise ValueError(
                 f"cannot resume {self.checkpoint_path} with a different configuration ({'; '.join(diffs[:5])}); "
@@ -321,7 +329,8 @@ class Trainer:
             raise NonFiniteLossError(
                 f"stage {stage} epoch {epoch + 1} iteration {iteration + 1}: the loss is not finite ({values}); "
                 f"training stopped, the last good checkpoint {self.checkpoint_path} is intact. Resume it with "
-                "--resume and runtime.grad_clip_norm or runtime.amp=bf16/none (runtime.* may change on resume), "
+                "--resume and runtime.grad_clip_norm or runtime.amp=bf16/none (runtime.* but seed and deterministic "
+                "may change on resume), "
                 "or start a new run with a lower learning rate"
             )
         optimizer.zero_grad(set_to_none=True)

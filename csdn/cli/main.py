@@ -321,9 +321,9 @@ def _image_list(spec: str) -> list[str]:
 def _log_to_file(path: Path, enabled: bool) -> logging.Handler | None:
     if not enabled:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    from ..engine.logs import RunFileHandler
+
+    handler = RunFileHandler(path)  # train.log: never through a link, removed with the run if its start fails
     logging.getLogger("csdn").addHandler(handler)
     return handler
 

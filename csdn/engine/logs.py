@@ -25,10 +25,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._io import open_append
 from .._progress import Progress, StderrLogHandler, format_seconds
 from .tracking import MetricsLogger
 
-__all__ = ["IterationLog", "run_log_handlers"]
+__all__ = ["IterationLog", "RunFileHandler", "run_log_handlers"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,16 +141,19 @@ class IterationLog:
         )
 
 
-class _RunFileHandler(logging.FileHandler):
-    """A ``FileHandler`` that opens (and creates the folder of) its file only when the first record arrives."""
+class RunFileHandler(logging.FileHandler):
+    """A ``FileHandler`` that opens (and creates the folder of) its file only when the first record arrives.
+
+    The file is opened with :func:`csdn._io.open_append`: never through a symbolic link, and noted as created by
+    this run when it did not exist.
+    """
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, encoding="utf-8", delay=True)
         self.setFormatter(logging.Formatter(_FILE_FORMAT))
 
     def _open(self) -> Any:
-        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
-        return super()._open()
+        return open_append(self.baseFilename, encoding=self.encoding or "utf-8")  # never through a link; noted
 
 
 def _writes_to(path: Path) -> bool:
@@ -178,7 +182,7 @@ def run_log_handlers(path: str | os.PathLike, enabled: bool = True) -> Iterator[
         if not package.handlers and not logging.getLogger().handlers:
             added.append(StderrLogHandler())  # above the loss bar on a terminal
         if not _writes_to(Path(path)):
-            added.append(_RunFileHandler(Path(path)))
+            added.append(RunFileHandler(Path(path)))
         if level == logging.NOTSET:
             package.setLevel(logging.INFO)
     for handler in added:

@@ -8,8 +8,14 @@
   without ``fcntl``), any other is refused with a message naming the file to delete.
   Claims nest within a process (the CLI claims the folder, then :meth:`Trainer.fit` claims it again); under
   ``torchrun`` only rank 0 locks, and every rank learns the outcome, so none waits on a refused rank 0.
-* A run that fails before its first epoch ends (before :meth:`RunClaim.mark_started`) removes what it created:
-  the folder if it made it, else only the files and folders that were not there before.
+* A run that fails before its first epoch ends (before :meth:`RunClaim.mark_started`) removes what it created,
+  and only that: each file and folder csdn's writers (:mod:`csdn._io`) create under the run folder is recorded at
+  creation with its identity (device, inode), and only those are deleted, folders only when empty. Files another
+  process wrote meanwhile, a nested run's folder (it holds that run's ``run.lock``) and anything replaced since
+  are kept; the run folder itself (and the parents the claim created) go only when empty.
+* The lock file is never followed through a link: ``run.lock`` is opened with ``O_NOFOLLOW`` and must be a
+  regular file with one link (a symbolic link, a hard link to another file, a folder or a FIFO there is one
+  :class:`csdn._io.UnsafeFileError` naming it), and the release removes it only if it is still the file locked.
 * :func:`tidy_for_resume` removes temporary files a killed write left (``.<name>.<pid>.<hex>.tmp<suffix>``, see
   :func:`csdn._io.atomic_path`) and the ``metrics.jsonl`` records written after the checkpoint resumed from.
 """
@@ -17,12 +23,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import platform
 import re
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -31,7 +39,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from .._io import atomic_write_text
+from .._io import CreationLog, UnsafeFileError, atomic_write_text, make_dirs, start_recording, stop_recording
 
 try:
     import fcntl
@@ -43,6 +51,8 @@ __all__ = ["LOCK_NAME", "RunFolderBusyError", "RunClaim", "claim_run_folder", "t
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = "run.lock"  # lock file in the run folder; removed when the run ends
+_RECORD_BYTES = 64 * 1024  # a lock record is one short JSON line; more is not read
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLAIMS: dict[str, RunClaim] = {}  # folders this process holds (absolute path -> claim), for nested claims
 _TEMP_FILE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?$")  # csdn._io.atomic_path's temporary names
 
@@ -76,11 +86,16 @@ class RunClaim:
     def __init__(self, folder: Path, active: bool) -> None:
         self.folder = folder
         self.lock_path = folder / LOCK_NAME
-        self.active = active  # False on ranks other than 0: nothing locked, nothing cleaned
+        self.active = active  # False on ranks other than 0: nothing locked, nothing recorded, nothing cleaned
         self.started = False
-        self.created_folder = False
-        self._before: set[str] = set()
+        self.made_dirs: list[Path] = []  # the run folder and the parents this claim created, outermost first
+        self.created: CreationLog | None = None  # what csdn's writers created in the folder while it was held
         self._fd: int | None = None
+
+    @property
+    def created_folder(self) -> bool:
+        """Whether this claim created the run folder."""
+        return bool(self.made_dirs)
 
     def mark_started(self) -> None:
         """Record that the run finished an epoch: from now on a failure keeps the folder's content."""
@@ -88,14 +103,13 @@ class RunClaim:
 
     # -------------------------------------------------------------------------------------------------- lock
     def acquire(self) -> None:
-        """Create the folder if needed, snapshot its content and take the lock.
+        """Create the folder if needed, take the lock and start recording what the run creates in the folder.
 
         Raises:
             RunFolderBusyError: if another live run holds the folder (the message names it).
+            UnsafeFileError: if ``run.lock`` is a link, has several hard links or is not a regular file.
         """
-        self.created_folder = not self.folder.exists()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._before = {str(p.relative_to(self.folder)) for p in self.folder.rglob("*")}
+        self.made_dirs = make_dirs(self.folder)
         record = {
             "pid": os.getpid(),
             "host": platform.node(),
@@ -112,27 +126,53 @@ class RunClaim:
         os.ftruncate(self._fd, 0)
         os.lseek(self._fd, 0, os.SEEK_SET)
         os.write(self._fd, (json.dumps(record) + "\n").encode())
+        self.created = start_recording(self.folder)
+
+    def _open_lock(self, flags: int) -> int:
+        """Open ``run.lock`` with ``flags``, never through a link; it must be a regular file with one link."""
+        if self.lock_path.is_symlink():  # O_NOFOLLOW below says the same where it exists
+            raise self._unsafe("is a symbolic link")
+        try:
+            fd = os.open(self.lock_path, flags | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or self.lock_path.is_symlink():
+                raise self._unsafe("is a symbolic link") from None
+            if exc.errno in (errno.EISDIR, errno.ENXIO):  # a folder; a socket
+                raise self._unsafe("is not a regular file") from None
+            raise
+        info = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(info.st_mode):
+            problem = f"is not a regular file (mode {stat.filemode(info.st_mode)})"
+        elif info.st_nlink > 1:
+            problem = f"has {info.st_nlink} hard links (its content is another file's too)"
+        if problem is not None:
+            os.close(fd)
+            raise self._unsafe(problem)
+        return fd
+
+    def _unsafe(self, problem: str) -> UnsafeFileError:
+        return UnsafeFileError(
+            f"lock file {str(self.lock_path)!r} {problem}: csdn writes its lock only into a plain file it can own, "
+            f"never through a link (that could overwrite another file); remove it if no run uses {str(self.folder)!r}"
+        )
 
     def _lock_os(self) -> dict[str, Any] | None:
         """flock the lock file; returns the record a previous, gone holder left in it (if any)."""
         for _ in range(10):  # retried only if a releasing holder removed the file between our open and flock
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open_lock(os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                holder = self._read_record()
+                holder = _read_record(fd)
                 os.close(fd)
                 raise RunFolderBusyError(
                     f"run folder {str(self.folder)!r} is in use by {_describe(holder)}; wait for that run to end "
                     "or choose another runtime.output_dir"
                 ) from None
-            try:
-                same_file = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
-            except FileNotFoundError:
-                same_file = False
-            if same_file:
+            if _is_file_at(fd, self.lock_path):
                 self._fd = fd
-                return self._read_record()
+                return _read_record(fd)
             os.close(fd)
         raise RunFolderBusyError(f"could not lock {str(self.lock_path)!r}: it keeps being replaced")
 
@@ -140,57 +180,94 @@ class RunClaim:
         """Without OS locks: create the record file exclusively, taking over one of a dead process on this host."""
         logger.warning("no OS file locks on this platform: %s is locked by its record file only", self.folder)
         try:
-            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            self._fd = self._open_lock(os.O_RDWR | os.O_CREAT | os.O_EXCL)
             return None
         except FileExistsError:
-            holder = self._read_record()
-        gone = holder and holder.get("host") == platform.node() and not _pid_alive(int(holder.get("pid", -1)))
+            fd = self._open_lock(os.O_RDWR)
+        holder = _read_record(fd)
+        gone = holder and holder.get("host") == platform.node() and not _pid_alive(_as_pid(holder.get("pid")))
         if not gone:
+            os.close(fd)
             raise RunFolderBusyError(
                 f"run folder {str(self.folder)!r} is in use by {_describe(holder)}; if that run is gone, delete "
                 f"{str(self.lock_path)!r}"
             )
-        self._fd = os.open(self.lock_path, os.O_RDWR)
+        self._fd = fd
         return holder
 
-    def _read_record(self) -> dict[str, Any] | None:
-        try:
-            text = self.lock_path.read_text(encoding="utf-8").strip()
-            return json.loads(text) if text else None
-        except (OSError, ValueError):
-            return None
-
     def release(self) -> None:
-        """Remove the lock file and drop the lock (removing first, so a waiting opener sees a fresh file)."""
+        """Stop recording, remove the lock file (if it is still the one locked) and drop the lock.
+
+        The file is removed before the lock is dropped, so a waiting opener sees a fresh file.
+        """
+        if self.created is not None:
+            stop_recording(self.created)
         if self._fd is None:
             return
+        locked = os.fstat(self._fd)
         if fcntl is None:  # Windows cannot remove an open file; the record file is the lock there
             os.close(self._fd)
-        with contextlib.suppress(FileNotFoundError):
-            self.lock_path.unlink()
+        if _identity(self.lock_path) == (locked.st_dev, locked.st_ino):  # never another process's file
+            with contextlib.suppress(FileNotFoundError):
+                self.lock_path.unlink()
         if fcntl is not None:
             os.close(self._fd)  # closing drops the flock
         self._fd = None
 
     # ------------------------------------------------------------------------------------------- clean-up
     def remove_created(self) -> None:
-        """Delete what appeared in the folder since :meth:`acquire` (all of it if the claim made the folder)."""
-        removed = 0
-        for root, dirs, files in os.walk(self.folder, topdown=False):
-            for name in files + dirs:
-                path = Path(root) / name
-                rel = str(path.relative_to(self.folder))
-                if rel in self._before or rel == LOCK_NAME:
-                    continue
-                try:
-                    path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
-                    removed += 1
-                except OSError as exc:  # e.g. a folder that still holds files of another writer
-                    logger.warning("could not remove %s after the failed start: %s", path, exc)
+        """Delete what csdn's writers created in the folder while it was held (see the module docstring)."""
+        if self.created is None:
+            return
+        removed, kept = self.created.remove()
         if removed:
             logger.info(
                 "the run failed before its first epoch: removed the %d entries it created in %s", removed, self.folder
             )
+        if kept:
+            logger.info(
+                "kept %d entries the failed run created in %s, as they now are or hold another process's files: %s",
+                len(kept), self.folder, ", ".join(kept[:5]),
+            )  # fmt: skip
+
+    def remove_made_dirs(self) -> None:
+        """Remove the run folder and the parents this claim created, each only if empty (after :meth:`release`)."""
+        for folder in reversed(self.made_dirs):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        self.made_dirs = []
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the entry at ``path`` (not removed or replaced since it was opened)."""
+    info = os.fstat(fd)
+    return _identity(path) == (info.st_dev, info.st_ino)
+
+
+def _read_record(fd: int) -> dict[str, Any] | None:
+    """The holder's JSON record from the open lock file (``None`` if empty, unreadable or not a record)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, _RECORD_BYTES).decode("utf-8").strip()
+        record = json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _as_pid(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
 
 
 def _agree(error: str | None) -> str | None:
@@ -216,24 +293,26 @@ def claim_run_folder(folder: str | os.PathLike, *, is_main: bool = True) -> Iter
 
     Raises:
         RunFolderBusyError: if another live run holds the folder (on every rank under ``torchrun``).
+        UnsafeFileError: if ``run.lock`` is a link or not a plain file (on rank 0; the others raise
+            :class:`RunFolderBusyError` with the same message).
     """
     key = os.path.abspath(folder)
     claim = _CLAIMS.get(key)
     outer = claim is None
-    error = None
+    error, kind = None, RunFolderBusyError
     if outer:
         claim = RunClaim(Path(folder), active=is_main)
         if is_main:
             try:
                 claim.acquire()
-            except (RunFolderBusyError, OSError) as exc:
-                error = str(exc) if isinstance(exc, RunFolderBusyError) else f"cannot lock run folder {key!r}: {exc}"
+            except (ValueError, OSError) as exc:  # RunFolderBusyError, UnsafeFileError, a folder it cannot write
+                error = str(exc) if isinstance(exc, ValueError) else f"cannot lock run folder {key!r}: {exc}"
+                kind = type(exc) if isinstance(exc, UnsafeFileError) else RunFolderBusyError
     error = _agree(error)
     if error is not None:
-        if claim.created_folder:
-            with contextlib.suppress(OSError):
-                claim.folder.rmdir()
-        raise RunFolderBusyError(error)
+        claim.release()
+        claim.remove_made_dirs()
+        raise kind(error)
     if not outer:
         yield claim
         return
@@ -247,9 +326,8 @@ def claim_run_folder(folder: str | os.PathLike, *, is_main: bool = True) -> Iter
     finally:
         del _CLAIMS[key]
         claim.release()
-        if claim.active and claim.created_folder and not claim.started:
-            with contextlib.suppress(OSError):
-                claim.folder.rmdir()  # only if empty, i.e. the run failed (or another run took the folder since)
+        if claim.active and not claim.started:
+            claim.remove_made_dirs()  # only if empty, i.e. the run failed (or another run took the folder since)
 
 
 # ------------------------------------------------------------------------------------------------------ resume

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, make_dirs, note_created, open_append
 from .._version import __version__
 from ..models.checkpoint import save_checkpoint
 from .config import TrainConfig, save_config
@@ -50,13 +50,14 @@ class MetricsLogger:
     def __init__(self, path: str | os.PathLike | None, tensorboard_dir: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self._writer = None
+        self._tensorboard_dir = None  # the writer is made at the first record: constructing a run creates nothing
         if self.path is not None and tensorboard_dir is not None:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                import torch.utils.tensorboard  # noqa: F401
             except ImportError:
                 logger.warning("runtime.tensorboard is on but the tensorboard package is missing; skipping it")
             else:
-                self._writer = SummaryWriter(str(tensorboard_dir))
+                self._tensorboard_dir = Path(tensorboard_dir)
 
     def log(self, event: str, step: int | None = None, **values: Any) -> None:
         """Record ``values`` (numbers, strings, small tensors) under ``event`` (e.g. "stage3/epoch")."""
@@ -64,9 +65,10 @@ class MetricsLogger:
             return
         record = {"time": round(time.time(), 3), "event": event, "step": step}
         record.update({k: _plain_number(v) for k, v in values.items()})
-        self.path.parent.mkdir(parents=True, exist_ok=True)  # on first use: constructing a run creates no folder
-        with self.path.open("a", encoding="utf-8") as handle:
+        with open_append(self.path) as handle:  # on first use: constructing a run creates no folder; never a link
             handle.write(json.dumps(record) + "\n")
+        if self._tensorboard_dir is not None and self._writer is None:
+            self._writer = _summary_writer(self._tensorboard_dir)
         if self._writer is not None and step is not None:
             for key, value in record.items():
                 if key not in ("time", "event", "step") and isinstance(value, (int, float)):
@@ -77,6 +79,18 @@ class MetricsLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _summary_writer(folder: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` on ``folder``, its folder and event file noted as this run's creations."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    make_dirs(folder)
+    writer = SummaryWriter(str(folder))
+    event_file = getattr(getattr(writer.file_writer, "event_writer", None), "_file_name", None)
+    if event_file is not None:  # tensorboard's EventFileWriter names its file there
+        note_created(event_file)
+    return writer
 
 
 class EpochMeter:
@@ -130,7 +144,7 @@ def run_provenance(seed: int) -> dict[str, Any]:
 def write_run_files(output_dir: str | os.PathLike, cfg: TrainConfig) -> dict[str, Any]:
     """Create the run folder with ``config.yaml`` (``config.json`` without PyYAML) and ``run.json`` (provenance)."""
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(output_dir)
     try:
         save_config(cfg, output_dir / "config.yaml")
     except ValueError:  # PyYAML is optional

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import torch
 
-from .._io import atomic_path
+from .._io import atomic_open
 from .csdn import CSDN
 from .factory import clip_skeleton, csdn_from_config, model_config_from_dict
 from .official import csdn_from_official, is_official_state_dict
@@ -130,10 +130,8 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike, *, format
     payload = {"format": format, **{k: v for k, v in state.items() if k != DIGEST_KEY}}
     check_plain(payload)
     payload[DIGEST_KEY] = content_digest(payload)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_open(path, sync=True) as handle:  # on disk before the rename makes it visible; never via a link
         torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())  # on disk before the rename makes it visible
     return path
 
 

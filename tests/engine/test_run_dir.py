@@ -8,8 +8,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from csdn._io import atomic_write_text, open_append
 from csdn.engine.run_dir import LOCK_NAME, RunFolderBusyError, claim_run_folder, tidy_for_resume
+from csdn.models.checkpoint import save_checkpoint
 
 HOLDER = """
 import sys
@@ -75,29 +78,31 @@ def test_nested_claims_share_the_outer_one(tmp_path):
 
 
 def test_a_failed_start_removes_only_what_it_created(tmp_path):
-    fresh = tmp_path / "fresh"
+    # what csdn's writers create is recorded at creation; only that is removed
+    fresh = tmp_path / "runs" / "fresh"
     with pytest.raises(RuntimeError), claim_run_folder(fresh):
-        (fresh / "checkpoints").mkdir()
-        (fresh / "checkpoints" / "features_stage1.pt").write_bytes(b"x")
-        (fresh / "train.log").write_text("started\n")
+        save_checkpoint({"x": torch.zeros(1)}, fresh / "checkpoints" / "features_stage1.pt")
+        with open_append(fresh / "train.log") as log:
+            log.write("started\n")
         raise RuntimeError("missing CLIP file")
-    assert not fresh.exists()
+    assert not (tmp_path / "runs").exists()  # the parents the claim created go too
 
     old = tmp_path / "old"
     (old / "checkpoints").mkdir(parents=True)
     (old / "checkpoints" / "last.pt").write_bytes(b"ckpt")
     (old / "train.log").write_text("earlier run\n")
     with pytest.raises(KeyboardInterrupt), claim_run_folder(old):
-        (old / "train.log").write_text("earlier run\nthis run\n")
-        (old / "checkpoints" / "features_stage1.pt").write_bytes(b"x")
-        (old / "tensorboard").mkdir()
-        (old / "tensorboard" / "events").write_bytes(b"x")
+        with open_append(old / "train.log") as log:
+            log.write("this run\n")
+        save_checkpoint({"x": torch.zeros(1)}, old / "checkpoints" / "features_stage1.pt")
+        atomic_write_text(old / "tensorboard" / "events", "x")
         raise KeyboardInterrupt
     assert sorted(str(p.relative_to(old)) for p in old.rglob("*")) == [
         "checkpoints",
         "checkpoints/last.pt",
         "train.log",
     ]
+    assert (old / "train.log").read_text() == "earlier run\nthis run\n"  # appended to, not created: kept
 
 
 def test_a_failure_after_the_first_epoch_keeps_everything(tmp_path):

@@ -35,6 +35,7 @@ __all__ = [
     "atomic_open",
     "atomic_path",
     "atomic_write_text",
+    "check_write_target",
     "create_exclusive",
     "make_dirs",
     "note_created",
@@ -173,6 +174,17 @@ def _refuse_link(path: Path, error: OSError | None = None) -> None:
             f"{str(path)!r} is a symbolic link: csdn never writes through links (the file it points to would be "
             "overwritten); remove the link, or choose another output folder"
         ) from None
+
+
+def check_write_target(path: str | os.PathLike) -> None:
+    """Raise :class:`UnsafeFileError` now if ``path`` is a link or exists as anything but a regular file.
+
+    For writers that open their file later (a log handler's first record), so the problem shows at the start.
+    """
+    path = Path(path)
+    _refuse_link(path)
+    if path.exists() and not path.is_file():
+        raise UnsafeFileError(f"{str(path)!r} is not a regular file: csdn writes only regular files; remove it")
 
 
 def _check_regular(fd: int, path: Path) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._io import open_append
+from .._io import check_write_target, open_append
 from .._progress import Progress, StderrLogHandler, format_seconds
 from .tracking import MetricsLogger
 
@@ -149,6 +149,7 @@ class RunFileHandler(logging.FileHandler):
     """
 
     def __init__(self, path: Path) -> None:
+        check_write_target(path)  # a link or a folder at train.log: one clear error before the run starts
         super().__init__(path, encoding="utf-8", delay=True)
         self.setFormatter(logging.Formatter(_FILE_FORMAT))
 

@@ -46,7 +46,7 @@ try:
 except ImportError:  # Windows: no advisory file locks in the standard library
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "RunFolderBusyError", "RunClaim", "claim_run_folder", "tidy_for_resume"]
+__all__ = ["LOCK_NAME", "RunFolderBusyError", "RunClaim", "UnsafeFileError", "claim_run_folder", "tidy_for_resume"]
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,8 @@ class RunClaim:
             )
         if kept:
             logger.info(
-                "kept %d entries the failed run created in %s, as they now are or hold another process's files: %s",
+                "kept %d of the entries the failed run created in %s, as they now are or hold another process's "
+                "files: %s",
                 len(kept), self.folder, ", ".join(kept[:5]),
             )  # fmt: skip
 

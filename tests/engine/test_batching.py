@@ -56,3 +56,18 @@ def test_a_stage_with_no_batch_fails_before_training_naming_the_key(tiny_cfg, sy
         trainer.fit()
     if overrides[0].startswith("stage1"):  # failed before its first epoch: a corrected rerun may use the folder
         assert not trainer.output_dir.exists()
+
+
+def test_csdn_train_on_a_six_identity_csv_stops_at_stage_1_with_one_line(capsys, tmp_path):
+    # the reproduction: `csdn data synth csv DIR --ids 6`, then `csdn train --dataset csv --preset demo`
+    from csdn.cli import main
+
+    data, out = tmp_path / "data", tmp_path / "run"
+    assert main(["-q", "data", "synth", "csv", str(data), "--ids", "6"]) == 0
+    capsys.readouterr()
+    code = main(["-q", "train", "--dataset", "csv", "--root", str(data), "--preset", "demo", "--no-eval",
+                 "--set", f"runtime.output_dir={out}", "--set", "runtime.progress=false"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("csdn: error: stage1.batch_size=32 is larger than the stage-1 feature bank (16 pairs")
+    assert not out.exists()  # a corrected rerun can use the same folder

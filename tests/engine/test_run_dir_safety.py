@@ -218,3 +218,19 @@ def test_run_files_and_checkpoints_replace_links_instead_of_following_them(tmp_p
     with pytest.raises(FileExistsError):
         save_checkpoint({"w": torch.zeros(1)}, out / "final.pt")
     assert victim.read_text() == "do not touch\n" and not (out / "final.pt").exists()
+
+
+def test_csdn_train_on_a_linked_lock_exits_2_with_one_line(capsys, tmp_path, sysu_root, victim):
+    from csdn.cli import main
+
+    from .conftest import TINY_OVERRIDES
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_NAME).symlink_to(victim)
+    sets = [x for item in [*TINY_OVERRIDES, f"runtime.output_dir={out}"] for x in ("--set", item)]
+    code = main(["-q", "train", "--preset", "demo", "--root", str(sysu_root), "--no-eval", *sets])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"csdn: error: lock file {str(out / LOCK_NAME)!r} is a symbolic link: csdn writes its lock")
+    assert victim.read_text() == "do not touch\n" and sorted(p.name for p in out.iterdir()) == [LOCK_NAME]

@@ -47,6 +47,7 @@ __all__ = [
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # absent on Windows: an lstat check stands in (see _refuse_link)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO without reader must not block the open
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation on the raw descriptor
 
 
@@ -219,14 +220,15 @@ def open_append(path: str | os.PathLike, encoding: str = "utf-8") -> IO[str]:
     except FileExistsError:
         created = False
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW | _CLOEXEC | _BINARY | os.O_NONBLOCK)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW | _CLOEXEC | _BINARY | _NONBLOCK)
         except OSError as exc:
             _refuse_link(path, exc)
             if exc.errno in (errno.EISDIR, errno.ENXIO):  # a folder; a FIFO without reader or a socket
                 raise UnsafeFileError(f"{str(path)!r} is not a regular file: csdn writes only regular files") from None
             raise
         _check_regular(fd, path)
-        os.set_blocking(fd, True)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
     if created:
         note_created(path)
     return os.fdopen(fd, "a", encoding=encoding)

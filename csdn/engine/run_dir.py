@@ -338,12 +338,13 @@ def tidy_for_resume(folder: str | os.PathLike, stage: int, epoch: int) -> None:
     """Prepare ``folder`` for resuming from a checkpoint of ``stage`` after ``epoch`` epochs (rank 0 only).
 
     Removes temporary files of killed writes (:func:`csdn._io.atomic_path` names; only those of processes that
-    are gone) and rewrites ``metrics.jsonl`` without the records the resumed run will write again: epoch and
+    are gone, and only where the run writes: ``folder`` and ``folder/checkpoints``, never in a nested run's
+    folder) and rewrites ``metrics.jsonl`` without the records the resumed run will write again: epoch and
     evaluation records (``stage{k}/...`` events, ``step`` = 0-based epoch) of later stages or of epochs
     ``>= epoch`` of ``stage``, and unreadable lines (a write cut short).
     """
     folder = Path(folder)
-    for path in sorted(folder.rglob(".*.tmp*")):
+    for path in sorted([*folder.glob(".*.tmp*"), *(folder / "checkpoints").glob(".*.tmp*")]):
         match = _TEMP_FILE.match(path.name)
         if match is None or _pid_alive(int(match.group(1))) and int(match.group(1)) != os.getpid():
             continue

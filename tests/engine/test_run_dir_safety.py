@@ -234,3 +234,18 @@ def test_csdn_train_on_a_linked_lock_exits_2_with_one_line(capsys, tmp_path, sys
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"csdn: error: lock file {str(out / LOCK_NAME)!r} is a symbolic link: csdn writes its lock")
     assert victim.read_text() == "do not touch\n" and sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+
+
+def test_resume_tidies_only_its_own_places_never_a_nested_run(tmp_path):
+    from csdn.engine.run_dir import tidy_for_resume
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    ours = [tmp_path / f".run.{pid}.0a1b2c3d.tmp.json", tmp_path / "checkpoints" / f".last.{pid}.0a1b2c3d.tmp.pt"]
+    inner = tmp_path / "inner" / "checkpoints"  # another run's folder, its own leftovers are its own business
+    theirs = inner / f".last.{pid}.0a1b2c3d.tmp.pt"
+    for path in [*ours, theirs]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    tidy_for_resume(tmp_path, stage=1, epoch=1)
+    assert [p.exists() for p in [*ours, theirs]] == [False, False, True]

@@ -58,3 +58,30 @@ def test_files_get_umask_permissions(tmp_path, umask_022):
     for path in (tmp_path / "a" / "config.yaml", tmp_path / "final.pt"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert (tmp_path / "a" / "config.yaml").read_text(encoding="utf-8") == "x: 1\n"
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_appending_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    from csdn._io import UnsafeFileError, open_append
+
+    path = tmp_path / "metrics.jsonl"
+    os.mkdir(path) if kind == "folder" else os.mkfifo(path)  # a FIFO without reader would block a plain open
+    with pytest.raises(UnsafeFileError, match=r"metrics.jsonl' is not a regular file"):
+        open_append(path)
+
+
+def test_only_what_a_helper_created_is_recorded(tmp_path):
+    from csdn._io import make_dirs, open_append, recording_creations
+
+    (tmp_path / "old.log").write_text("before\n")
+    with recording_creations(tmp_path) as log:
+        made = make_dirs(tmp_path / "a" / "b")
+        with open_append(tmp_path / "old.log") as old, open_append(tmp_path / "a" / "new.log") as new:
+            old.write("x\n"), new.write("y\n")
+        atomic_write_text(tmp_path / "a" / "b" / "c.txt", "1")
+        atomic_write_text(tmp_path / "a" / "b" / "c.txt", "2")  # rewriting its own file keeps it recorded
+    atomic_write_text(tmp_path / "after.txt", "not recorded")
+    assert made == [tmp_path / "a", tmp_path / "a" / "b"]
+    assert [os.path.relpath(p, tmp_path) for p in log.entries] == ["a", "a/b", "a/new.log", "a/b/c.txt"]
+    assert log.remove() == (4, [])
+    assert sorted(os.listdir(tmp_path)) == ["after.txt", "old.log"]

@@ -249,3 +249,28 @@ def test_resume_tidies_only_its_own_places_never_a_nested_run(tmp_path):
         path.write_bytes(b"half")
     tidy_for_resume(tmp_path, stage=1, epoch=1)
     assert [p.exists() for p in [*ours, theirs]] == [False, False, True]
+
+
+def test_a_failed_start_removes_the_tensorboard_files_it_created(tmp_path, monkeypatch):
+    import types
+
+    class FakeSummaryWriter:  # what the run needs of torch.utils.tensorboard.SummaryWriter: its event file's name
+        def __init__(self, logdir):
+            os.makedirs(logdir, exist_ok=True)
+            name = os.path.join(logdir, f"events.out.tfevents.0.host.{os.getpid()}.0")
+            open(name, "wb").close()
+            self.file_writer = types.SimpleNamespace(event_writer=types.SimpleNamespace(_file_name=name))
+
+        def add_scalar(self, *args):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeSummaryWriter))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    metrics = MetricsLogger(folder / "metrics.jsonl", folder / "tensorboard")
+    assert not (folder / "tensorboard").exists()  # made at the first record, inside the claim
+    with pytest.raises(RuntimeError), claim_run_folder(folder):
+        metrics.log("stage1/iter", step=0, loss=1.0)
+        assert len(os.listdir(folder / "tensorboard")) == 1
+        raise RuntimeError
+    assert _tree(folder) == []

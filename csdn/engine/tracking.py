@@ -53,7 +53,7 @@ class MetricsLogger:
         self._tensorboard_dir = None  # the writer is made at the first record: constructing a run creates nothing
         if self.path is not None and tensorboard_dir is not None:
             try:
-                import torch.utils.tensorboard  # noqa: F401
+                from torch.utils import tensorboard  # noqa: F401  (the writer itself is made at the first record)
             except ImportError:
                 logger.warning("runtime.tensorboard is on but the tensorboard package is missing; skipping it")
             else:

@@ -160,7 +160,7 @@ class PromptStage(Stage):
             self.features = torch.cat([bank.visible, bank.infrared])
             self.labels = torch.cat([bank.visible_labels, bank.infrared_labels])
         items, what = self._epoch_items()
-        if items < self.cfg.batch_size:  # the batch orders would hold no batch: refuse rather than train nothing
+        if items < self.cfg.batch_size and self.epochs > 0:  # no batch to draw: refuse rather than train nothing
             raise ValueError(
                 f"stage{self.index}.batch_size={self.cfg.batch_size} is larger than the stage-{self.index} feature "
                 f"bank ({items} {what}), so an epoch has no batch; set stage{self.index}.batch_size to at most "

@@ -71,3 +71,11 @@ def test_csdn_train_on_a_six_identity_csv_stops_at_stage_1_with_one_line(capsys,
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith("csdn: error: stage1.batch_size=32 is larger than the stage-1 feature bank (16 pairs")
     assert not out.exists()  # a corrected rerun can use the same folder
+
+
+def test_a_stage_of_zero_epochs_draws_no_batch_and_is_not_refused(tiny_cfg, sysu_train):
+    from csdn.engine import Trainer, build_csdn
+
+    cfg = tiny_cfg("stage1.epochs=0", "stage1.batch_size=200", "stage3.epochs=1")
+    final = Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train).fit()
+    assert final.is_file()

@@ -169,6 +169,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.build import build_csdn
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
     from ..engine.inputs import holdout_validation
+    from ..engine.preflight import preflight
     from ..engine.run_dir import claim_run_folder
     from ..engine.trainer import Trainer
     from .paths import check_output_dir
@@ -185,6 +186,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not info.is_main:
         logging.getLogger("csdn").setLevel(logging.WARNING)
     dataset = open_dataset(cfg.data.dataset, cfg.data.root, **_reader_kwargs(cfg.data.dataset, cfg.data.trial))
+    preflight(cfg, dataset)  # data vs config (num_ids, batch sizes, trials): one line before anything is written
     init_distributed(device, info)
     file_handler = None
     try:

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .._io import atomic_write_text
-from .options import add_trust_code
+from .options import add_plugin_option, add_trust_code
 
 __all__ = ["VARIANTS", "add_ablate_parser", "cmd_ablate"]
 
@@ -66,6 +66,7 @@ def add_ablate_parser(sub: Any) -> None:
     p.add_argument("--trials", type=int, help="evaluation trials to average (default: all the protocol has)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML reports (no viz extra needed)")
     add_trust_code(p)
+    add_plugin_option(p)
     p.set_defaults(func=cmd_ablate)
 
 

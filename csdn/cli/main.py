@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._progress import StderrLogHandler
-from .options import add_trust_code
+from .options import add_plugin_option, add_trust_code, load_plugin_options
 
 __all__ = ["main", "build_parser"]
 
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument(
         "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: detected)"
     )
+    add_plugin_option(stats)
     stats.set_defaults(func=_cmd_data_stats)
     add_synth_parser(data)
     _add_demo(sub)
@@ -109,6 +110,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test protocol")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML or JSON) and exit")
     add_trust_code(p)
+    add_plugin_option(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -127,6 +129,7 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--plot", metavar="DIR", help="also write ranked lists, CMC, PCA, Grad-CAM PNGs here (viz extra)")
     add_report_option(p)
     _add_inference_options(p)
+    add_plugin_option(p)
     p.set_defaults(func=_cmd_eval)
 
 
@@ -356,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = _handle_sigterm(_raise_terminated)
     try:
+        load_plugin_options(args)  # --plugin: readers registered before --dataset is looked up
         check_outputs(args)  # before any work: eval, extract, export, demo (train checks its resolved output_dir)
         return int(args.func(args) or 0)
     except NonFiniteLossError as error:

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._modality import modality_argument
 from .._progress import StderrLogHandler
-from .options import add_plugin_option, add_trust_code, load_plugin_options
+from .options import add_metric_option, add_plugin_option, add_trust_code, load_plugin_options
 
 __all__ = ["main", "build_parser"]
 
@@ -137,7 +138,8 @@ def _add_extract(sub: Any) -> None:
     p = sub.add_parser("extract", help="embed images with a trained model")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by csdn train")
     p.add_argument("--images", required=True, help="a folder of images or a text file with one path per line")
-    p.add_argument("--modality", required=True, choices=["visible", "infrared"], help="which stem to use")
+    p.add_argument("--modality", required=True, type=modality_argument,
+                   help="which stem to use: visible or infrared (also rgb, ir, nir, thermal)")  # fmt: skip
     p.add_argument("--out", required=True, help="output .pt file: {'features': (N, D), 'paths': [...], ...}")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="skip unreadable images (listed as 'skipped' in the output) instead of stopping")  # fmt: skip
@@ -151,6 +153,7 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=FLIP_DEFAULT,
                    help="add the flipped image's features (the official test; default: on)")  # fmt: skip
+    add_metric_option(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     add_trust_code(p)
@@ -236,7 +239,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model, cfg, _ = load_trained_model(args.checkpoint, device, trust_code=args.trust_code)
     name = args.dataset or cfg.data.dataset
     dataset = open_dataset(name, args.root, **_reader_kwargs(name, cfg.data.trial))
-    evaluator = make_evaluator(dataset, cfg, device, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size)
+    evaluator = make_evaluator(
+        dataset, cfg, device, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size,
+        metric=args.metric or "cosine",
+    )  # fmt: skip
     report = evaluator.run(model, args.trials)
     print_report(report, args.json, verbose=args.verbose)
     if args.plot:
@@ -249,6 +255,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    import torch
+
     from ..engine.distributed import resolve_device
     from ..inference import FeatureExtractor
     from ..models.checkpoint import FEATURES_FORMAT, save_checkpoint
@@ -261,7 +269,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     features = extractor(paths, progress=True, skip_bad=args.skip_bad_images)
     skipped, left_out = [s.path for s in extractor.skipped], {s.index for s in extractor.skipped}
     kept = [p for i, p in enumerate(paths) if i not in left_out]
+    if args.metric == "cosine":  # unit-length rows: dot product = cosine similarity
+        features = torch.nn.functional.normalize(features, dim=1)
     state = {"features": features.contiguous(), "paths": kept, "modality": args.modality, "flip": args.flip}
+    if args.metric is not None:
+        state["metric"] = args.metric
     if args.skip_bad_images:
         state["skipped"] = skipped  # the files left out, so a later run can tell
     save_checkpoint(state, args.out, format=FEATURES_FORMAT)  # atomic; torch.load(..., weights_only=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_plugin_option", "add_trust_code", "load_plugin_options"]
+__all__ = ["add_metric_option", "add_plugin_option", "add_trust_code", "load_plugin_options"]
 
 
 def add_trust_code(p: argparse.ArgumentParser) -> None:
@@ -33,3 +33,15 @@ def load_plugin_options(args: argparse.Namespace) -> None:
         from ..data.registry import load_plugins
 
         load_plugins(plugins)
+
+
+def add_metric_option(p: argparse.ArgumentParser) -> None:
+    """``--metric`` of ``eval`` and ``extract``: one of :data:`csdn.evaluation.fused.METRICS`."""
+    from ..evaluation.fused import METRICS
+
+    p.add_argument(
+        "--metric", choices=METRICS,
+        help="eval: the query-gallery distance (default cosine: for CSDN's constant-norm features, the ranking of "
+        "the official inner product); extract: the distance the written features are for (cosine: unit-length "
+        "rows, compare by dot product; euclidean or omitted: the model's rows, norm 2 with --flip)",
+    )  # fmt: skip

@@ -125,3 +125,15 @@ def test_a_rerun_after_a_failure_before_the_first_checkpoint_starts_clean(tiny_c
     Trainer(fixed, build_csdn(fixed, sysu_train.num_classes), sysu_train).fit()
     events = [json.loads(line)["event"] for line in open(metrics).read().splitlines()]
     assert events == ["stage1/epoch", "stage2/epoch", "stage3/epoch"]  # nothing of the failed attempt
+
+
+def test_ablate_checks_every_variant_before_training(tmp_path, capsys):
+    data = tmp_path / "d6"
+    assert main(["-q", "data", "synth", "csv", str(data), "--ids", "6"]) == 0
+    argv = ["-q", "ablate", "--dataset", "csv", "--root", str(data), "--preset", "demo", "--out", str(tmp_path / "s")]
+    capsys.readouterr()
+    assert main([*argv, "--no-report", "--variants", "baseline"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "variant baseline: checked before training" in err
+    assert "stage3.num_ids=8" in err and "stage1.batch_size" not in err  # the baseline has no stages 1-2
+    assert not list(tmp_path.glob("s/**/*.pt"))

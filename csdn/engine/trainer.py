@@ -211,7 +211,8 @@ class Trainer:
         if self.checkpoint_path.exists():
             raise ValueError(self._fresh_refusal())
         if self.dist.is_main:
-            tidy_for_resume(self.output_dir, 1, 0)  # records of an earlier attempt that saved no checkpoint
+            if (self.output_dir / "metrics.jsonl").is_file():  # an earlier attempt that saved no checkpoint
+                tidy_for_resume(self.output_dir, 1, 0)  # drops its epoch records (and its temporary files)
             write_run_files(self.output_dir, self.cfg)
         seed_global_rngs(self.cfg.runtime.seed)  # training draws from keyed streams; the same on every rank
 

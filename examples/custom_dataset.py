@@ -7,7 +7,8 @@ Two ways in, both giving the same split objects as the SYSU-MM01/RegDB/LLCM read
    ``CSVDataset(ROOT)`` or ``open_dataset("csv", ROOT)``; ``csdn data stats ROOT`` recognises the layout.
 2. **Your own reader**: subclass ``csdn.data.VIReIDDataset`` and ``register_dataset("name", YourReader)``;
    ``open_dataset("name", ROOT)`` then builds it (an installed package can declare it in the ``csdn.datasets``
-   entry-point group instead). This example's reader reads ``ROOT/{train,query,gallery}/<modality>/<pid>_c<cam>_*``.
+   entry-point group instead; ``csdn --plugin MODULE`` loads one from the command line). This example's reader,
+   ``examples/plugin/csdn_folders.py``, reads ``ROOT/{train,query,gallery}/<modality>/<pid>_c<cam>_*``.
 
 Your CSV dataset::
 
@@ -24,93 +25,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import re
-import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from csdn.data import (
-    CSVDataset,
-    Modality,
-    Sample,
-    TestSplit,
-    TrainSplit,
-    VIReIDDataset,
-    open_dataset,
-    register_dataset,
-)
+from csdn.data import open_dataset
 from csdn.data.synthetic import make_csv
 from csdn.engine import Trainer, apply_overrides, build_csdn, get_preset
 from csdn.evaluation import VIReIDEvaluator
+
+# The reader is the example plug-in package (examples/plugin, pip-installable); importing its module registers it
+sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin"))
+from csdn_folders import csv_to_folders  # noqa: E402  (registers "folders" with @register_dataset)
 
 QUICK = [
     "stage1.epochs=2", "stage2.epochs=1", "stage3.epochs=2", "stage3.warmup_epochs=1", "stage3.milestones=1",
     "runtime.progress=false",
 ]  # fmt: skip
-_NAME = re.compile(r"^(\d+)_c(\d+)_")
-
-
-@register_dataset("folders")
-class FolderReader(VIReIDDataset):
-    """``ROOT/{train,query,gallery}/{visible,infrared}/<pid>_c<cam>_<anything>.<ext>``; infrared queries."""
-
-    name = "folders"
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = os.fspath(root)
-        self._samples = {split: self._scan(split) for split in ("train", "query", "gallery")}
-
-    def _scan(self, split: str) -> list[Sample]:
-        samples = []
-        for modality in Modality:
-            folder = os.path.join(self.root, split, modality.value)
-            if not os.path.isdir(folder):  # e.g. no visible queries
-                continue
-            for name in sorted(os.listdir(folder)):
-                match = _NAME.match(name)
-                if match is None:  # one clear line, as the built-in readers do
-                    raise ValueError(f"folders: {os.path.join(folder, name)} is not named <pid>_c<cam>_*.")
-                samples.append(Sample(os.path.join(folder, name), int(match[1]), int(match[2]), modality.value))
-        return samples
-
-    @property
-    def train(self) -> TrainSplit:
-        pids = sorted({s.pid for s in self._samples["train"]})
-        label = {pid: i for i, pid in enumerate(pids)}
-        train = [s._replace(label=label[s.pid]) for s in self._samples["train"]]
-        by_mod = {m.value: [s for s in train if s.modality == m.value] for m in Modality}
-        return TrainSplit(by_mod["visible"], by_mod["infrared"], num_classes=len(pids))
-
-    def test(self, trial: int = 0) -> TestSplit:
-        return TestSplit(
-            query=[s for s in self._samples["query"] if s.modality == "infrared"],
-            gallery=[s for s in self._samples["gallery"] if s.modality == "visible"],
-            protocol="market",  # drop gallery items of the query's identity and camera; standard CMC
-            query_modality="infrared",
-            gallery_modality="visible",
-            name="folders infrared->visible",
-            trial=trial,
-        )
-
-    @property
-    def trials(self) -> tuple[int, ...]:
-        return (0,)
-
-    def test_settings(self) -> list[dict]:
-        return [{}]
-
-
-def csv_to_folders(dataset: CSVDataset, out: Path) -> Path:
-    """Copy a CSV dataset's images into FolderReader's layout (so both readers see the same data)."""
-    split = dataset.test("ir2vis")
-    parts = {"train": dataset.train.visible + dataset.train.infrared, "query": split.query, "gallery": split.gallery}
-    for name, samples in parts.items():
-        for s in samples:
-            target = out / name / s.modality / f"{s.pid}_c{s.cam}_{Path(s.path).name}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(s.path, target)
-    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     dataset = open_dataset("csv", root)  # == CSVDataset(root, protocol="market")
     print(dataset.describe())
 
-    # 2. A reader of your own, registered by name (the decorator above ran register_dataset("folders", ...)).
+    # 2. A reader of your own, registered by name (importing csdn_folders ran register_dataset("folders", ...)).
     folders = open_dataset("folders", csv_to_folders(dataset, out / "folders"))
     print(folders.describe())
     sizes = [(len(d.test().query), len(d.test().gallery)) for d in (dataset, folders)]

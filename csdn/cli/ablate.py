@@ -21,7 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .._io import atomic_write_text
-from .options import add_trust_code
+from .options import add_plugin_option, add_trust_code
 
 __all__ = ["VARIANTS", "add_ablate_parser", "cmd_ablate"]
 
@@ -66,6 +66,7 @@ def add_ablate_parser(sub: Any) -> None:
     p.add_argument("--trials", type=int, help="evaluation trials to average (default: all the protocol has)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML reports (no viz extra needed)")
     add_trust_code(p)
+    add_plugin_option(p)
     p.set_defaults(func=cmd_ablate)
 
 
@@ -79,10 +80,12 @@ def _engine(trust_code: bool = False) -> SimpleNamespace:
         ``config(args, variant, run_dir) -> TrainConfig``; ``as_dict(cfg) -> nested dict``;
         ``saved_config(checkpoint) -> nested dict``; ``train(cfg, dataset, resume, dist_info) -> final path``;
         ``load(checkpoint, device) -> (model, cfg)``; ``dist_info()``, ``device(cfg, info)``,
-        ``init(device, info)``, ``cleanup()``. ``trust_code``: as ``--trust-code`` (CLIP archives with code).
+        ``init(device, info)``, ``cleanup()``, ``preflight(cfg, dataset)`` (raises before any training when the
+        data cannot feed ``cfg``). ``trust_code``: as ``--trust-code`` (CLIP archives with code).
     """
     from ..engine import Trainer, build_csdn, config_to_dict, load_checkpoint, load_trained_model
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
+    from ..engine.preflight import preflight
     from .runs import resolve_train_config
 
     def config(args: argparse.Namespace, variant: str, run_dir: Path) -> Any:
@@ -108,7 +111,7 @@ def _engine(trust_code: bool = False) -> SimpleNamespace:
     return SimpleNamespace(
         config=config, as_dict=config_to_dict, saved_config=lambda path: load_checkpoint(path)["config"],
         train=train, load=load, dist_info=dist_info_from_env, device=resolve_device, init=init_distributed,
-        cleanup=cleanup_distributed,
+        cleanup=cleanup_distributed, preflight=preflight,
     )  # fmt: skip
 
 
@@ -197,6 +200,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     dataset = open_dataset(
         first.data.dataset, first.data.root, **({"trial": first.data.trial} if first.data.dataset == "regdb" else {})
     )
+    for variant in (v for v in variants if states[v] != "finished"):  # before any training, as csdn train does
+        try:
+            engine.preflight(cfgs[variant], dataset)
+        except ValueError as error:
+            raise ValueError(f"variant {variant}: {error}") from None
     if info.is_main:
         atomic_write_text(out / "ablation_plan.json", json.dumps({**plan, "variants": variants}, indent=2) + "\n")
     device = engine.device(first.runtime.device, info)

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._modality import modality_argument
 from .._progress import StderrLogHandler
-from .options import add_trust_code
+from .options import add_metric_option, add_plugin_option, add_trust_code, load_plugin_options
 
 __all__ = ["main", "build_parser"]
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument(
         "--dataset", metavar="NAME", help="sysu, regdb, llcm, csv or a registered name (default: detected)"
     )
+    add_plugin_option(stats)
     stats.set_defaults(func=_cmd_data_stats)
     add_synth_parser(data)
     _add_demo(sub)
@@ -109,6 +111,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the test protocol")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML or JSON) and exit")
     add_trust_code(p)
+    add_plugin_option(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -127,6 +130,7 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--plot", metavar="DIR", help="also write ranked lists, CMC, PCA, Grad-CAM PNGs here (viz extra)")
     add_report_option(p)
     _add_inference_options(p)
+    add_plugin_option(p)
     p.set_defaults(func=_cmd_eval)
 
 
@@ -134,7 +138,8 @@ def _add_extract(sub: Any) -> None:
     p = sub.add_parser("extract", help="embed images with a trained model")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by csdn train")
     p.add_argument("--images", required=True, help="a folder of images or a text file with one path per line")
-    p.add_argument("--modality", required=True, choices=["visible", "infrared"], help="which stem to use")
+    p.add_argument("--modality", required=True, type=modality_argument,
+                   help="which stem to use: visible or infrared (also rgb, ir, nir, thermal)")  # fmt: skip
     p.add_argument("--out", required=True, help="output .pt file: {'features': (N, D), 'paths': [...], ...}")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="skip unreadable images (listed as 'skipped' in the output) instead of stopping")  # fmt: skip
@@ -148,6 +153,7 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=FLIP_DEFAULT,
                    help="add the flipped image's features (the official test; default: on)")  # fmt: skip
+    add_metric_option(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     add_trust_code(p)
@@ -169,6 +175,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.build import build_csdn
     from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
     from ..engine.inputs import holdout_validation
+    from ..engine.preflight import preflight
     from ..engine.run_dir import claim_run_folder
     from ..engine.trainer import Trainer
     from .paths import check_output_dir
@@ -185,6 +192,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not info.is_main:
         logging.getLogger("csdn").setLevel(logging.WARNING)
     dataset = open_dataset(cfg.data.dataset, cfg.data.root, **_reader_kwargs(cfg.data.dataset, cfg.data.trial))
+    preflight(cfg, dataset)  # data vs config (num_ids, batch sizes, trials): one line before anything is written
     init_distributed(device, info)
     file_handler = None
     try:
@@ -231,7 +239,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model, cfg, _ = load_trained_model(args.checkpoint, device, trust_code=args.trust_code)
     name = args.dataset or cfg.data.dataset
     dataset = open_dataset(name, args.root, **_reader_kwargs(name, cfg.data.trial))
-    evaluator = make_evaluator(dataset, cfg, device, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size)
+    evaluator = make_evaluator(
+        dataset, cfg, device, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size,
+        metric=args.metric or "cosine",
+    )  # fmt: skip
     report = evaluator.run(model, args.trials)
     print_report(report, args.json, verbose=args.verbose)
     if args.plot:
@@ -244,6 +255,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    import torch
+
     from ..engine.distributed import resolve_device
     from ..inference import FeatureExtractor
     from ..models.checkpoint import FEATURES_FORMAT, save_checkpoint
@@ -256,7 +269,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     features = extractor(paths, progress=True, skip_bad=args.skip_bad_images)
     skipped, left_out = [s.path for s in extractor.skipped], {s.index for s in extractor.skipped}
     kept = [p for i, p in enumerate(paths) if i not in left_out]
+    if args.metric == "cosine":  # unit-length rows: dot product = cosine similarity
+        features = torch.nn.functional.normalize(features, dim=1)
     state = {"features": features.contiguous(), "paths": kept, "modality": args.modality, "flip": args.flip}
+    if args.metric is not None:
+        state["metric"] = args.metric
     if args.skip_bad_images:
         state["skipped"] = skipped  # the files left out, so a later run can tell
     save_checkpoint(state, args.out, format=FEATURES_FORMAT)  # atomic; torch.load(..., weights_only=True)
@@ -354,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = _handle_sigterm(_raise_terminated)
     try:
+        load_plugin_options(args)  # --plugin: readers registered before --dataset is looked up
         check_outputs(args)  # before any work: eval, extract, export, demo (train checks its resolved output_dir)
         return int(args.func(args) or 0)
     except NonFiniteLossError as error:

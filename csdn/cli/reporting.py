@@ -27,8 +27,10 @@ def make_evaluator(
     rerank: bool = False,
     flip: bool = FLIP_DEFAULT,
     batch_size: int = 128,
+    metric: str = "cosine",
 ) -> VIReIDEvaluator:
-    """The dataset's full protocol (every reported setting x every trial) at the run's input size."""
+    """The dataset's full protocol (every reported setting x every trial) at the run's input size, compared with
+    ``metric`` (``"cosine"`` or ``"euclidean"``)."""
     return VIReIDEvaluator(
         dataset,
         height=cfg.data.height,
@@ -37,6 +39,7 @@ def make_evaluator(
         num_workers=cfg.data.num_workers,
         device=device,
         flip=flip,
+        metric=metric,
         rerank=rerank,
     )
 

@@ -7,8 +7,10 @@ Layout::
     root/gallery.csv   path,pid,cam,modality     one row per gallery image
     root/<path>                                   the images, at paths relative to root
 
-``pid`` and ``cam`` are non-negative integers, ``modality`` is ``visible`` or ``infrared``. Every row is checked
-when the reader is built; a bad row is one error naming the file, the line and what is wrong.
+``pid`` and ``cam`` are non-negative integers, ``modality`` is ``visible`` or ``infrared`` (or an alias:
+``rgb``; ``ir``, ``nir``, ``thermal``). Columns are separated by ``,`` or, as the header shows, by ``;``, a tab
+or ``|``. Every row is checked when the reader is built; a bad row is one error naming the file, the line and
+what is wrong.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import NamedTuple
 
+from .._modality import modality_choices
 from .base import VIReIDDataset
 from .layout import build_train_split, check_choice, check_image_file, check_trial, require_dir
 from .samples import PROTOCOL_NAMES, Modality, Sample, TestSplit, TrainSplit
@@ -31,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 #: Columns every list must have (in any order, nothing else).
 COLUMNS = ("path", "pid", "cam", "modality")
+#: Separators a list may use between its columns; the header tells which one (:func:`_delimiter`).
+DELIMITERS = (",", ";", "\t", "|")
 _SPLITS = ("train", "query", "gallery")
 #: ``direction -> (query modality, gallery modality)``.
 DIRECTIONS = {
@@ -182,7 +187,7 @@ def read_csv_list(path: str, root: str, verify_images: bool = True, dataset: str
     seen: dict[str, int] = {}
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, strict=True)
+            reader = csv.reader(handle, delimiter=_delimiter(handle), strict=True)
             columns = None
             for fields in reader:
                 if not any(f.strip() for f in fields):
@@ -213,12 +218,28 @@ def read_csv_list(path: str, root: str, verify_images: bool = True, dataset: str
     return rows
 
 
+def _delimiter(handle) -> str:
+    """The separator of a list: the one of :data:`DELIMITERS` that splits its header into the four column names
+    (``,`` when none does; the header check then names the problem). Leaves ``handle`` at the start."""
+    header = next((line for line in handle if line.strip()), "")
+    handle.seek(0)
+    for delimiter in DELIMITERS:
+        fields = next(csv.reader([header], delimiter=delimiter), [])
+        if sorted(f.strip().lower() for f in fields) == sorted(COLUMNS):
+            return delimiter
+    return ","
+
+
 def _header(fields: list[str], where: str) -> list[str]:
     columns = [f.strip().lower() for f in fields]
     expected = ",".join(COLUMNS)
     for name in columns:
         if name not in COLUMNS:
-            raise ValueError(f"{where}: bad header, unknown column {name!r}; expected the columns {expected}.")
+            separators = " or ".join(repr(d) for d in DELIMITERS)
+            raise ValueError(
+                f"{where}: bad header, unknown column {name!r}; expected the columns {expected}, separated by "
+                f"{separators} (the same one on every line)."
+            )
         if columns.count(name) > 1:
             raise ValueError(f"{where}: bad header, column {name!r} appears twice; expected the columns {expected}.")
     missing = [name for name in COLUMNS if name not in columns]
@@ -246,9 +267,7 @@ def _sample(values: dict[str, str], root: str, where: str, verify_images: bool) 
     try:
         modality = Modality.parse(values["modality"]).value
     except ValueError:
-        raise ValueError(
-            f"{where}: unknown modality {values['modality']!r}; expected 'visible' or 'infrared'."
-        ) from None
+        raise ValueError(f"{where}: unknown modality {values['modality']!r}; expected {modality_choices()}.") from None
     rel = values["path"]
     if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
         raise ValueError(f"{where}: path {rel!r} is absolute; write it relative to the dataset root {root}.")

@@ -4,16 +4,20 @@ Built in: ``sysu`` (:class:`~csdn.data.SYSUMM01`), ``regdb`` (:class:`~csdn.data
 (:class:`~csdn.data.LLCM`) and ``csv`` (:class:`~csdn.data.CSVDataset`). Add a reader with
 :func:`register_dataset` from Python, or from an installed package through the ``csdn.datasets`` entry-point
 group (``mine = "my_package.reader:MyReader"`` in its ``pyproject.toml``), which is read when a name is not
-found among the registered ones.
+found among the registered ones; from the command line, ``--plugin MODULE`` imports a module that registers
+readers without packaging it (:func:`load_plugins`). ``examples/plugin`` is such a package.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .base import VIReIDDataset
@@ -22,7 +26,15 @@ from .llcm import LLCM
 from .regdb import RegDB
 from .sysu import SYSUMM01
 
-__all__ = ["DATASETS", "DatasetFactory", "open_dataset", "detect_dataset", "register_dataset", "ENTRY_POINT_GROUP"]
+__all__ = [
+    "DATASETS",
+    "DatasetFactory",
+    "open_dataset",
+    "detect_dataset",
+    "register_dataset",
+    "load_plugins",
+    "ENTRY_POINT_GROUP",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +71,12 @@ def register_dataset(name: str, factory: DatasetFactory | None = None) -> Any:
     Returns:
         ``factory`` (or, without it, a decorator that registers and returns the class it decorates).
 
+    Registering the same factory under the same name again is a no-op, so a module may be imported by an entry
+    point and by ``--plugin`` (or twice) without error.
+
     Raises:
-        ValueError: if ``name`` is malformed or already registered (built-in names and aliases included).
+        ValueError: if ``name`` is malformed or already registered to another factory (built-in names and
+            aliases included).
         TypeError: if ``factory`` is not callable.
     """
     if factory is None:
@@ -71,6 +87,8 @@ def register_dataset(name: str, factory: DatasetFactory | None = None) -> Any:
             f"Invalid dataset name {name!r}; use lower-case letters, digits, '_', '.' or '-', starting with a "
             "letter or digit."
         )
+    if key in DATASETS and DATASETS[key] is factory:
+        return factory  # the same reader again (a module imported twice, an entry point of a decorated class)
     if key in DATASETS or key in _ALIASES:
         owner = DATASETS[_ALIASES.get(key, key)]
         raise ValueError(
@@ -108,10 +126,59 @@ def _canonical(name: str) -> str:
         _load_entry_points()
     if key not in DATASETS:
         raise ValueError(
-            f"Unknown dataset {name!r}. Valid names are {_names()} "
-            "(add your own with csdn.data.register_dataset(name, factory))."
+            f"Unknown dataset {name!r}. Valid names are {_names()} (a reader of your own: on the command line, "
+            "--plugin MODULE, a module or .py file that calls csdn.data.register_dataset, or an installed package "
+            f"declaring it in the {ENTRY_POINT_GROUP!r} entry-point group; in Python, "
+            "csdn.data.register_dataset(name, factory) before use; see docs/datasets.md)."
         )
     return key
+
+
+def load_plugins(modules: Iterable[str]) -> None:
+    """Import modules that register dataset readers (``csdn --plugin MODULE``), without packaging them.
+
+    Each item is a module name (``my_readers``, ``pkg.readers``; the current folder is searched after
+    ``sys.path``) or the path of a ``.py`` file. Importing it runs its :func:`register_dataset` calls.
+
+    Raises:
+        ValueError: naming the item when the module cannot be found or fails to import (the first line of the
+            error it raised).
+    """
+    for spec in modules:
+        try:
+            _import_plugin(spec)
+        except Exception as error:  # any failure of user code is one line naming the plug-in
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(
+                f"--plugin {spec!r} failed to load: {reason}; pass an importable module name (on PYTHONPATH or "
+                "in the current folder) or the path of a .py file that calls csdn.data.register_dataset"
+            ) from error
+
+
+def _import_plugin(spec: str) -> None:
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such file {path}")
+        name = "csdn_plugin_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+        if name in sys.modules:
+            return
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return
+    try:
+        importlib.import_module(spec)
+    except ModuleNotFoundError as error:
+        if error.name != spec.partition(".")[0] or os.getcwd() in sys.path:
+            raise
+        sys.path.append(os.getcwd())  # console scripts do not search the current folder; python -m does
+        importlib.import_module(spec)
 
 
 def detect_dataset(root: str | os.PathLike) -> str:

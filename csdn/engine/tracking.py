@@ -26,7 +26,7 @@ from ..models.checkpoint import save_checkpoint
 from .config import TrainConfig, save_config
 from .distributed import all_reduce_mean
 
-__all__ = ["EpochMeter", "MetricsLogger", "run_provenance", "write_run_files", "save_snapshot"]
+__all__ = ["EpochMeter", "MetricsLogger", "run_provenance", "save_run_config", "write_run_files", "save_snapshot"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,10 +145,7 @@ def write_run_files(output_dir: str | os.PathLike, cfg: TrainConfig) -> dict[str
     """Create the run folder with ``config.yaml`` (``config.json`` without PyYAML) and ``run.json`` (provenance)."""
     output_dir = Path(output_dir)
     make_dirs(output_dir)
-    try:
-        save_config(cfg, output_dir / "config.yaml")
-    except ValueError:  # PyYAML is optional
-        save_config(cfg, output_dir / "config.json")
+    save_run_config(output_dir, cfg)
     provenance = run_provenance(cfg.runtime.seed)
     atomic_write_text(output_dir / "run.json", json.dumps(provenance, indent=2) + "\n")
     logger.info(
@@ -156,6 +153,14 @@ def write_run_files(output_dir: str | os.PathLike, cfg: TrainConfig) -> dict[str
         output_dir, provenance["seed"], provenance["csdn"], provenance["torch"], (provenance["git_commit"] or "-")[:10],
     )  # fmt: skip
     return provenance
+
+
+def save_run_config(output_dir: str | os.PathLike, cfg: TrainConfig) -> Path:
+    """Write the run's configuration: ``config.yaml``, or ``config.json`` where PyYAML is not installed."""
+    try:
+        return save_config(cfg, Path(output_dir) / "config.yaml")
+    except ValueError:  # PyYAML is optional
+        return save_config(cfg, Path(output_dir) / "config.json")
 
 
 def save_snapshot(state: Mapping[str, Any], folder: Path, stage: int, epoch: int, keep: int) -> Path | None:

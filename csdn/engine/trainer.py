@@ -26,7 +26,7 @@ from torch import nn
 
 from ..data.samples import TrainSplit
 from ..models.checkpoint import final_checkpoint, load_checkpoint, save_checkpoint, training_checkpoint
-from .config import TrainConfig, config_differences, config_to_dict
+from .config import TrainConfig, config_to_dict
 from .distributed import (
     DistInfo,
     all_reduce_mean,
@@ -36,6 +36,7 @@ from .distributed import (
 )
 from .feature_bank import StageFeatureBanks
 from .logs import IterationLog, run_log_handlers
+from .preflight import resume_conflicts
 from .rng import (
     capture_rng_state,
     deterministic_algorithms,
@@ -48,15 +49,11 @@ from .run_dir import RunClaim, claim_run_folder, tidy_for_resume
 from .schedules import schedule_problems
 from .stages import Stage, StageContext, build_stages
 from .sync_batchnorm import convert_sync_batchnorm
-from .tracking import EpochMeter, MetricsLogger, save_snapshot, write_run_files
+from .tracking import EpochMeter, MetricsLogger, save_run_config, save_snapshot, write_run_files
 
 __all__ = ["Trainer", "NonFiniteLossError", "EvaluateFn", "EpochCallback", "StepCallback"]
 
 logger = logging.getLogger(__name__)
-
-#: the ``runtime`` keys a resumed run must keep: they decide which batches, dropout masks and algorithms the rest of
-#: the run draws, so a change would silently continue another run than the checkpoint's
-RESUME_FIXED_RUNTIME = ("seed", "deterministic")
 
 
 class EvaluateFn(Protocol):
@@ -172,8 +169,9 @@ class Trainer:
 
         Args:
             resume: continue from ``checkpoints/last.pt`` of the output folder (the same configuration is
-                required; of ``runtime`` only :data:`RESUME_FIXED_RUNTIME`, i.e. ``seed`` and ``deterministic``);
-                without it, a folder that already holds a checkpoint is refused.
+                required, except settings of stages not started yet and ``runtime`` keys other than ``seed`` and
+                ``deterministic``: :func:`csdn.engine.preflight.resume_conflicts`); without it, a folder that
+                already holds a checkpoint is refused.
 
         The output folder is held exclusively for the run (:func:`csdn.engine.run_dir.claim_run_folder`); if the
         run fails before its first epoch ends, what it created there is removed.
@@ -213,11 +211,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ run folder
     def _start_fresh(self) -> None:
         if self.checkpoint_path.exists():
-            raise ValueError(
-                f"{self.output_dir} already holds a checkpoint ({self.checkpoint_path}); pass resume=True "
-                "(--resume) to continue it, or choose another runtime.output_dir"
-            )
+            raise ValueError(self._fresh_refusal())
         if self.dist.is_main:
+            if (self.output_dir / "metrics.jsonl").is_file():  # an earlier attempt that saved no checkpoint
+                tidy_for_resume(self.output_dir, 1, 0)  # drops its epoch records (and its temporary files)
             write_run_files(self.output_dir, self.cfg)
         seed_global_rngs(self.cfg.runtime.seed)  # training draws from keyed streams; the same on every rank
 
@@ -227,15 +224,17 @@ class Trainer:
                 f"nothing to resume: {self.checkpoint_path} does not exist (run without --resume to start)"
             )
         state = load_checkpoint(self.checkpoint_path, map_location="cpu")
-        current = config_to_dict(self.cfg)
-        diffs = config_differences(state["config"], current, ignore=("runtime",))
-        fixed = {"runtime": {key: current["runtime"][key] for key in RESUME_FIXED_RUNTIME}}
-        diffs += config_differences(state["config"], fixed)  # the rest of runtime may change (amp, clipping, ...)
-        if diffs:
+        refused, accepted = resume_conflicts(state["config"], self.cfg, state["stage"])
+        if refused:
             raise ValueError(
-                f"cannot resume {self.checkpoint_path} with a different configuration ({'; '.join(diffs[:5])}); "
-                "use the original config or a new runtime.output_dir"
+                f"cannot resume {self.checkpoint_path} with a different configuration ({'; '.join(refused[:5])}): "
+                f"stages 1..{state['stage']} already ran with the checkpoint's settings. Resume with those "
+                f"settings, or start over: a new runtime.output_dir (or delete {self.output_dir / 'checkpoints'})"
             )
+        if accepted:
+            logger.info("resuming with new settings for stages not started yet: %s", "; ".join(accepted))
+            if self.dist.is_main:
+                save_run_config(self.output_dir, self.cfg)
         self.model.load_state_dict(state["model"])
         stage, epoch = state["stage"], state["epoch"]
         if self.dist.is_main:
@@ -246,6 +245,25 @@ class Trainer:
             return {"stage": following[0] if following else stage + 1, "epoch": 0, "fresh": True}
         logger.info("resuming %s at stage %d, epoch %d", self.checkpoint_path, stage, epoch)
         return state
+
+    def _fresh_refusal(self) -> str:
+        """Why a fresh start is refused in a folder with a checkpoint, and which route fits these settings."""
+        try:
+            state = load_checkpoint(self.checkpoint_path, map_location="cpu")
+            refused, _ = resume_conflicts(state["config"], self.cfg, state["stage"])
+            where = f"stage {state['stage']}, epoch {state['epoch']}"
+        except (OSError, ValueError, KeyError, TypeError) as error:  # unreadable: only a new start can work
+            refused, where = [f"unreadable: {error}"], "unreadable"
+        start_over = f"choose another runtime.output_dir (or delete {self.output_dir / 'checkpoints'})"
+        if refused:
+            return (
+                f"{self.output_dir} already holds a checkpoint ({self.checkpoint_path}, {where}) of other "
+                f"settings ({'; '.join(refused[:3])}), so --resume would be refused too; to start over, {start_over}"
+            )
+        return (
+            f"{self.output_dir} already holds a checkpoint ({self.checkpoint_path}, {where}); pass resume=True "
+            f"(--resume) to continue it with these settings, or to start over, {start_over}"
+        )
 
     def _stage(self, index: int) -> Stage:
         return next(stage for stage in self.stages if stage.index == index)

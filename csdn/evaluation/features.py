@@ -2,8 +2,10 @@
 
 The official CSDN test feature of an image is ``cat(f(x), f(flip(x)))``: the 3072-d embedding of the image and of
 its horizontal mirror, concatenated (6144-d), compared by inner product; so the score of two images is the sum
-of their plain and mirrored scores. ``flip_mode="sum"`` gives ``f(x) + f(flip(x))`` instead (the AGW/LLCM
-baselines' convention; same dimension as the model's output).
+of their plain and mirrored scores. The features are not re-normalised: ``f(x)`` is two unit-length halves
+(norm ``sqrt(2)``), so the official feature has norm 2 for every image, and cosine distance (csdn's default
+metric) ranks exactly like the official inner product. ``flip_mode="sum"`` gives ``f(x) + f(flip(x))`` instead
+(the AGW/LLCM baselines' convention; same dimension as the model's output, norm at most ``2 * sqrt(2)``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .._modality import modality_argument
 from ..evaluation.features import FLIP_DEFAULT
 
 __all__ = ["add_export_parser", "run_export"]
@@ -38,7 +39,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--checkpoint", required=True,
         help="checkpoint written by `csdn train` (e.g. final.pt) or by the official CSDN code (model_<epoch>.pth)",
     )  # fmt: skip
-    parser.add_argument("--modality", required=True, choices=["visible", "infrared"], help="whose stem to export")
+    parser.add_argument("--modality", required=True, type=modality_argument,
+                        help="whose stem to export: visible or infrared (also rgb, ir, nir, thermal)")  # fmt: skip
     parser.add_argument("--out", required=True, help="destination .onnx file (written atomically)")
     parser.add_argument(
         "--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,

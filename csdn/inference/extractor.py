@@ -107,10 +107,16 @@ class FeatureExtractor:
             ``None`` = full precision. Features are returned as float32 either way.
         trust_code: See :func:`load_model` (only for old checkpoints whose CLIP file must run its own code).
 
+    Features are the model's test embeddings, not re-normalised: for CSDN with the default flip, rows of 6144
+    values for RN50 (two 3072-d embeddings, each two unit-length halves) with norm 2 for every image; without
+    flip, 3072 values of norm ``sqrt(2)``. Compare them by inner product (the official test) or cosine distance
+    (the same ranking; csdn's default); ``csdn extract --metric cosine`` writes unit-length rows.
+
     Example:
         >>> extractor = FeatureExtractor(model, modality="infrared")  # doctest: +SKIP
-        >>> extractor(["a.jpg", "b.jpg"]).shape                      # doctest: +SKIP
-        torch.Size([2, 3072])
+        >>> feats = extractor(["a.jpg", "b.jpg"])                    # doctest: +SKIP
+        >>> feats.shape, feats.norm(dim=1)                           # doctest: +SKIP
+        (torch.Size([2, 6144]), tensor([2., 2.]))
     """
 
     def __init__(

@@ -66,7 +66,7 @@ class CSDN(nn.Module):
         out = model.joint_image_features(visible, infrared)         # ImageFeatures(f_g, f_p, logits_g, logits_p)
         hse = model.hse_logits(out.f_p)                             # (B, C)
         # test
-        emb = model.eval().encode_image(images, "infrared")         # (B, 3072)
+        emb = model.eval().encode_image(images, "infrared")         # (B, 3072), rows of norm sqrt(2)
 
     Args:
         image_encoder: Two-stream image encoder (:class:`~csdn.models.image_encoder.TwoStreamEncoder`).
@@ -268,8 +268,12 @@ class CSDN(nn.Module):
     def encode_image(self, images: torch.Tensor, modality: str) -> torch.Tensor:
         """Test embedding ``cat(l2(BN(f_g)), l2(f_p))`` of images ``(B, 3, H, W)`` -> ``(B, Dg + Dp)``.
 
+        Each row is two unit-length halves, so its norm is ``sqrt(2)`` (``(B, 3072)`` for RN50). The official test
+        concatenates it with the flipped image's embedding (``(B, 6144)``, norm 2) and scores by inner product,
+        which for these constant-norm rows ranks like cosine similarity (csdn's default metric).
+
         Call ``model.eval()`` first (the BN uses running statistics only in eval mode). Flip test-time
-        augmentation is left to the caller.
+        augmentation is left to the caller (:func:`csdn.evaluation.features.encode_images`).
         """
         f_g, f_p = self.image_encoder(images, modality)
         bn_g = self.head_global(f_g).bn_features

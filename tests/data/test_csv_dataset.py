@@ -124,7 +124,7 @@ HEADER = "path,pid,cam,modality\n"
         ("query", HEADER + "q/a.jpg,seven,1,infrared\n", ValueError, "line 2: pid 'seven' is not a non-negative"),
         ("query", HEADER + "q/a.jpg,7,-1,infrared\n", ValueError, "line 2: cam '-1' is not a non-negative integer"),
         ("query", HEADER + "q/a.jpg,7,1.5,infrared\n", ValueError, "line 2: cam '1.5' is not a non-negative"),
-        ("query", HEADER + "q/a.jpg,7,1,thermal\n", ValueError, "line 2: unknown modality 'thermal'; expected"),
+        ("query", HEADER + "q/a.jpg,7,1,uv\n", ValueError, "line 2: unknown modality 'uv'; expected"),
         ("gallery", HEADER + "g/a.jpg,7,1,visible\n\ng/zz.jpg,7,1,visible\n", FileNotFoundError, "line 4: image"),
         ("query", HEADER + "/etc/hosts.jpg,7,1,infrared\n", ValueError, "line 2: path '/etc/hosts.jpg' is absolute"),
         ("query", HEADER + "C:\\data\\a.jpg,7,1,infrared\n", ValueError, "is absolute"),

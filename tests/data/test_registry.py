@@ -57,8 +57,9 @@ def test_modality_parse():
 
     assert Modality.parse("Visible") is Modality.VISIBLE and Modality.parse(Modality.INFRARED) is Modality.INFRARED
     assert Modality.VISIBLE == "visible" and str(Modality.INFRARED) == "infrared"
-    with pytest.raises(ValueError, match="Unknown modality 'ir'. Valid values are 'visible', 'infrared'"):
-        Modality.parse("ir")
+    assert Modality.parse("IR") is Modality.INFRARED  # an alias (csdn._modality.ALIASES)
+    with pytest.raises(ValueError, match="Unknown modality 'uv'. Valid values are 'visible', 'infrared'"):
+        Modality.parse("uv")
 
 
 class FlatReader(VIReIDDataset):

@@ -67,8 +67,8 @@ def test_rendering_modalities():
     assert vis.shape == ir.shape == (64, 32, 3)
     assert np.array_equal(ir[..., 0], ir[..., 1]) and np.array_equal(ir[..., 0], ir[..., 2])
     assert np.abs(vis[..., 0] - vis[..., 2]).mean() > 5
-    with pytest.raises(ValueError, match="Unknown modality 'thermal'"):
-        render_person(3, "thermal", rng)
+    with pytest.raises(ValueError, match="Unknown modality 'uv'"):
+        render_person(3, "uv", rng)
 
 
 def test_identity_is_recoverable_across_modalities_without_learning(tmp_path):

@@ -69,7 +69,9 @@ def test_csdn_train_on_a_six_identity_csv_stops_at_stage_1_with_one_line(capsys,
                  "--set", f"runtime.output_dir={out}", "--set", "runtime.progress=false"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
-    assert err.startswith("csdn: error: stage1.batch_size=32 is larger than the stage-1 feature bank (16 pairs")
+    # the preflight (csdn.engine.preflight) reports it before stage 1, with the stage's own batching functions
+    assert err.startswith("csdn: error: checked before training, this run cannot work: ")
+    assert "stage1.batch_size=32, but an epoch holds only 16 identity-aligned pairs (no full batch)" in err
     assert not out.exists()  # a corrected rerun can use the same folder
 
 

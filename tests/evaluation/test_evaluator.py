@@ -40,7 +40,7 @@ def test_extract_features_flip_modes(tiny_sysu, pooling_model):
 def test_extract_features_errors(tiny_sysu, pooling_model):
     samples = SYSUMM01(tiny_sysu).test().query[:2]
     with pytest.raises(ValueError, match="Valid values are"):
-        extract_features(pooling_model, samples, "thermal")
+        extract_features(pooling_model, samples, "uv")
     with pytest.raises(ValueError, match="samples is empty"):
         extract_features(pooling_model, [], "visible")
     with pytest.raises(ValueError, match="encode_image"):

@@ -149,8 +149,8 @@ def test_vit_clip_and_clip_module_input(vit_state, rn_clip, images):
 
 def test_errors(rn_state, images):
     model = _model(rn_state)
-    with pytest.raises(ValueError, match="Unknown modality 'thermal'"):
-        model.text_features(torch.tensor([0]), "thermal")
+    with pytest.raises(ValueError, match="Unknown modality 'uv'"):
+        model.text_features(torch.tensor([0]), "uv")
     with pytest.raises(RuntimeError, match="text bank is not set"):
         model.hse_logits(torch.randn(2, 32))
     with pytest.raises(ValueError, match="prompt_learners must have keys"):

@@ -62,8 +62,8 @@ def test_vit_two_stream_reproduces_clip_visual(vit_state, images):
 
 def test_bad_modality_and_visual(rn_clip, images):
     encoder = TwoStreamResNet(rn_clip.visual)
-    with pytest.raises(ValueError, match="Unknown modality 'rgb'"):
-        encoder(images, "rgb")
+    with pytest.raises(ValueError, match="Unknown modality 'uv'"):
+        encoder(images, "uv")
     with pytest.raises(ValueError, match="visual must be a csdn.clip ModifiedResNet"):
         build_image_encoder(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="Unknown value 'x' for argument relu"):

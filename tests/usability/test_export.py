@@ -109,4 +109,4 @@ def test_cli_exports_a_checkpoint_at_its_training_size(tiny_checkpoint, tmp_path
         expected = expected.numpy()
     assert np.abs(_onnx_features(out, images) - expected).max() <= 1e-4
     with pytest.raises(SystemExit):
-        parser.parse_args(["export", "--checkpoint", str(path), "--modality", "thermal", "--out", str(out)])
+        parser.parse_args(["export", "--checkpoint", str(path), "--modality", "uv", "--out", str(out)])

@@ -145,7 +145,7 @@ def test_folder_input_and_bad_arguments(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="is a folder; pass csdn.data.images.list_images"):
         FeatureExtractor(tiny_model, image_size=(H, W))([tmp_path])
     with pytest.raises(ValueError, match="Valid values are|valid values"):
-        FeatureExtractor(tiny_model, modality="thermal")
+        FeatureExtractor(tiny_model, modality="uv")
     with pytest.raises(ValueError, match="Unknown value 'mean' for argument flip_mode"):
         FeatureExtractor(tiny_model, flip=True, flip_mode="mean")
     with pytest.raises(ValueError, match="batch_size must be a positive int"):

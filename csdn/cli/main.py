@@ -346,10 +346,15 @@ def _log_to_file(path: Path, enabled: bool) -> logging.Handler | None:
 
 
 def _configure_logging(quiet: bool) -> None:
+    # -q quiets the console only: a run's train.log keeps its INFO lines (and so exists, even under -q)
     root = logging.getLogger("csdn")
-    if not any(isinstance(h, StderrLogHandler) for h in root.handlers):
-        root.addHandler(StderrLogHandler())  # the stderr of the moment (tests redirect it), above progress bars
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    console = [h for h in root.handlers if isinstance(h, StderrLogHandler)]
+    if not console:
+        console = [StderrLogHandler()]  # the stderr of the moment (tests redirect it), above progress bars
+        root.addHandler(console[0])
+    for handler in console:
+        handler.setLevel(logging.WARNING if quiet else logging.NOTSET)
+    root.setLevel(logging.INFO)
 
 
 def _version() -> str:

@@ -5,7 +5,8 @@ The one home of the guards every reader uses (``csdn.clip`` included, the only r
 * :func:`printable` / :func:`quoted`: file-derived text (a pickle global's name, a config string, an exception
   raised while parsing) with control characters shown as escapes (``\\x1b``, ``\\n``) and cut to a length, so an
   error line can neither run terminal escape sequences nor fill a screen;
-* :func:`first_line`: the printable first line of an exception (torch's C++ errors carry stack frames after it);
+* :func:`first_line` / :func:`error_line`: the printable first line of an exception (torch's C++ errors carry
+  stack frames after it), with its type for a reason inside a message, alone for the CLI's error line;
 * :func:`byte_limit` / :func:`over_limit`: the budgets for sizes a file declares (tensors, zip entries), read
   from environment variables at call time, and the one message that names the file, the limit and how to raise
   it;
@@ -72,6 +73,12 @@ def first_line(error: BaseException, limit: int = MAX_TEXT) -> str:
     """``"TypeName: first line of the message"`` of an exception, printable (C++ stack frames dropped)."""
     lines = str(error).strip().splitlines()
     return printable(f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__, limit)
+
+
+def error_line(error: BaseException, limit: int = 1000) -> str:
+    """The line a command prints for ``error``: its message's first line (or its type), printable, capped."""
+    lines = str(error).strip().splitlines()
+    return printable(lines[0] if lines else type(error).__name__, limit)
 
 
 def byte_limit(name: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_trust_code"]
+__all__ = ["add_trust_code", "add_clip"]
 
 
 def add_trust_code(p: argparse.ArgumentParser) -> None:
@@ -13,4 +13,13 @@ def add_trust_code(p: argparse.ArgumentParser) -> None:
         "--trust-code", action="store_true",
         help="let a CLIP TorchScript archive that csdn's data-only reader refuses be loaded with torch.jit.load, "
         "which RUNS CODE STORED IN THE FILE (only for files you trust; never needed for OpenAI's releases)",
+    )  # fmt: skip
+
+
+def add_clip(p: argparse.ArgumentParser) -> None:
+    """``--clip``: the CLIP weights of an old checkpoint without a CLIP architecture record (never chosen by it)."""
+    p.add_argument(
+        "--clip", metavar="PATH_OR_NAME",
+        help="only for a checkpoint written by an older csdn (no CLIP architecture record): the CLIP weights it was "
+        "trained from, an official name or a local file; a checkpoint never chooses a file itself",
     )  # fmt: skip

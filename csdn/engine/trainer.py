@@ -26,6 +26,7 @@ from torch import nn
 
 from ..data.samples import TrainSplit
 from ..models.checkpoint import final_checkpoint, load_checkpoint, save_checkpoint, training_checkpoint
+from ..models.schema import check_model_record, check_shapes
 from .config import TrainConfig, config_differences, config_to_dict
 from .distributed import (
     DistInfo,
@@ -222,12 +223,14 @@ class Trainer:
                 f"nothing to resume: {self.checkpoint_path} does not exist (run without --resume to start)"
             )
         state = load_checkpoint(self.checkpoint_path, map_location="cpu")
+        check_model_record(state, str(self.checkpoint_path))  # a malformed file is one line, before it is used
         diffs = config_differences(state["config"], config_to_dict(self.cfg), ignore=("runtime",))
         if diffs:
             raise ValueError(
                 f"cannot resume {self.checkpoint_path} with a different configuration ({'; '.join(diffs[:5])}); "
                 "use the original config or a new runtime.output_dir"
             )
+        check_shapes(self.model.state_dict(), state["model"], str(self.checkpoint_path))
         self.model.load_state_dict(state["model"])
         stage, epoch = state["stage"], state["epoch"]
         if self.dist.is_main:

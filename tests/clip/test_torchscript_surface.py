@@ -251,3 +251,9 @@ def test_control_characters_in_a_global_name_are_escaped(tmp_path):
         read_torchscript_state_dict(path)
     message = str(info.value)
     assert r"os\x1b[2J.sys\x07tem" in message and "\x1b" not in message and "\x07" not in message
+
+
+def test_a_stride_0_tensor_in_a_plain_state_dict_is_refused(tmp_path):
+    torch.save({"visual.proj": torch.zeros(1).expand(1 << 30)}, tmp_path / "sd.pt")  # 4 GiB declared, 4 B held
+    with pytest.raises(ValueError, match=r"sd.pt: tensor \['visual.proj'\] of shape \(1073741824,\) declares"):
+        read_state_dict(tmp_path / "sd.pt")

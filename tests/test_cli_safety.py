@@ -75,6 +75,18 @@ def test_resume_refuses_a_last_pt_with_64_flipped_bytes(capsys, run_dir, sysu_ro
     assert code == 2 and f"csdn: error: {str(last)!r} is corrupted" in err
 
 
+def test_resume_refuses_a_last_pt_of_another_shape_in_one_line(capsys, run_dir, sysu_root, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    last = copy / "checkpoints" / "last.pt"
+    state = {k: v for k, v in torch.load(last, weights_only=True).items() if k not in ("format", "sha256")}
+    state["model"]["head_proj.bn.weight"] = torch.ones(3)  # a valid digest, a shape this model does not have
+    save_checkpoint(state, last)
+    code, _, err = run_cli(capsys, *_train_argv(sysu_root, copy), "--resume")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"csdn: error: checkpoint {str(last)!r} does not fit the model" in err and "head_proj.bn.weight" in err
+
+
 # ------------------------------------------------------------------------------------------ shared run folders
 
 HOLD = textwrap.dedent("""

@@ -65,16 +65,17 @@ def to_8bit(image: PIL.Image.Image) -> PIL.Image.Image:
     """
     if image.mode not in WIDE_MODES:
         return image
-    values = np.asarray(image)  # uint16 / int32 / float32, as PIL stores them
-    if image.mode.startswith("I;16") or (
-        image.mode == "I" and (values.size == 0 or (values.min() >= 0 and values.max() <= _UINT16_MAX))
-    ):
-        scaled = values.astype(np.uint32)  # floor((510 v + 65535) / 131070) = round(v * 255 / 65535), half up
-        scaled *= 510
-        scaled += _UINT16_MAX
-        scaled //= 2 * _UINT16_MAX
-        return PIL.Image.fromarray(scaled.astype(np.uint8), mode="L")
-    floats = values.astype(np.float32)  # the one float copy; everything below is in place
+    if image.mode == "F":
+        floats = np.array(image, dtype=np.float32)  # the one (writable) float copy; everything below is in place
+    else:
+        values = np.asarray(image)  # uint16 / int32, as PIL stores them
+        if image.mode.startswith("I;16") or values.size == 0 or (values.min() >= 0 and values.max() <= _UINT16_MAX):
+            scaled = values.astype(np.uint32)  # floor((510 v + 65535) / 131070) = round(v * 255 / 65535), half up
+            scaled *= 510
+            scaled += _UINT16_MAX
+            scaled //= 2 * _UINT16_MAX
+            return PIL.Image.fromarray(scaled.astype(np.uint8), mode="L")
+        floats = values.astype(np.float32)  # the one float copy
     np.nan_to_num(floats, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     low, high = (float(floats.min()), float(floats.max())) if floats.size else (0.0, 0.0)
     if image.mode == "F" and low >= 0.0 and high <= 1.0:

@@ -340,6 +340,8 @@ def load_csdn(
         model_cfg = dataclasses.replace(model_cfg, clip=os.fspath(clip))
         model = csdn_from_config(model_cfg, num_classes, image_size, seed, device, trust_code=trust_code)
     else:
+        if clip is not None:
+            logger.warning("%s records its CLIP architecture: the CLIP %s passed for it is not used", where, clip)
         skeleton = clip_skeleton(arch, where)
         model = csdn_from_config(model_cfg, num_classes, image_size, seed, device, clip=skeleton, clip_arch=arch)
     check_shapes(model.state_dict(), state["model"], where)

@@ -56,7 +56,7 @@ def run_cli(capsys, *argv):
         (["data", "stats", "--dataset", "market", "{root}"], "Unknown dataset 'market'"),
         (["eval", "--root", "{root}", "--checkpoint", "{tmp}/missing.pt"], "does not exist"),
         (["eval", "--root", "{root}", "--checkpoint", "{tmp}/raw.pt"], "not a csdn training checkpoint"),
-        (["eval", "--root", "{root}", "--checkpoint", "{tmp}/foreign.pt"], "does not fit the model"),
+        (["eval", "--root", "{root}", "--checkpoint", "{tmp}/foreign.pt"], "has no 2-d tensor head_global.classifier"),
         (
             [
                 "extract",

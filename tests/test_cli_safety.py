@@ -75,6 +75,18 @@ def test_resume_refuses_a_last_pt_with_64_flipped_bytes(capsys, run_dir, sysu_ro
     assert code == 2 and f"csdn: error: {str(last)!r} is corrupted" in err
 
 
+def test_resume_refuses_a_last_pt_of_another_shape_in_one_line(capsys, run_dir, sysu_root, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    last = copy / "checkpoints" / "last.pt"
+    state = {k: v for k, v in torch.load(last, weights_only=True).items() if k not in ("format", "sha256")}
+    state["model"]["head_proj.bn.weight"] = torch.ones(3)  # a valid digest, a shape this model does not have
+    save_checkpoint(state, last)
+    code, _, err = run_cli(capsys, *_train_argv(sysu_root, copy), "--resume")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"csdn: error: checkpoint {str(last)!r} does not fit the model" in err and "head_proj.bn.weight" in err
+
+
 # ------------------------------------------------------------------------------------------ shared run folders
 
 HOLD = textwrap.dedent("""
@@ -187,17 +199,21 @@ def test_an_old_checkpoint_never_makes_its_clip_file_run_code_without_trust_code
     archive = save_self_restoring_archive(tmp_path / "clip.pt")
     config = config_to_dict(get_preset("demo"))
     config["model"]["clip"] = str(archive)  # an old checkpoint: no clip_arch, the config names the CLIP file
-    save_checkpoint({"stage": "final", "model": {}, "config": config, "num_classes": 4}, tmp_path / "old.pt")
+    model = {"head_global.classifier.weight": torch.zeros(4, 8)}
+    save_checkpoint({"stage": "final", "model": model, "config": config, "num_classes": 4}, tmp_path / "old.pt")
     capfd.readouterr()
     extract = ["extract", "--images", sysu_root / "cam3", "--out", tmp_path / "f.pt", "--modality", "visible"]
     for command in (["eval", "--root", sysu_root], extract):
         code = main(list(map(str, ["-q", *command, "--checkpoint", tmp_path / "old.pt"])))
-        captured = capfd.readouterr()
-        assert code == 2 and "restores itself with its own code" in captured.err and "--trust-code" not in command
+        captured = capfd.readouterr()  # the file the checkpoint names is not even opened
+        assert code == 2 and "has no CLIP architecture record" in captured.err and "--clip PATH_OR_NAME" in captured.err
+        assert "code from the archive ran" not in captured.out and captured.err.count("\n") == 1
+        code = main(list(map(str, ["-q", *command, "--checkpoint", tmp_path / "old.pt", "--clip", archive])))
+        captured = capfd.readouterr()  # the user's --clip is read as data only
+        assert code == 2 and "restores itself with its own code" in captured.err
         assert "code from the archive ran" not in captured.out
-    code = main(
-        list(map(str, ["-q", "eval", "--root", sysu_root, "--checkpoint", tmp_path / "old.pt", "--trust-code"]))
-    )
+    argv = ["-q", "eval", "--root", sysu_root, "--checkpoint", tmp_path / "old.pt", "--clip", archive, "--trust-code"]
+    code = main(list(map(str, argv)))
     captured = capfd.readouterr()
     assert "TorchScript code from the archive ran" in captured.out  # the opt-in reached the CLIP reader
     assert code == 2 and "csdn: error:" in captured.err  # and the archive is no CLIP

@@ -19,7 +19,8 @@ from typing import Any
 
 from .._modality import modality_argument
 from .._progress import StderrLogHandler
-from .options import add_metric_option, add_plugin_option, add_trust_code, load_plugin_options
+from .._untrusted import error_line
+from .options import add_clip, add_metric_option, add_plugin_option, add_trust_code, load_plugin_options
 
 __all__ = ["main", "build_parser"]
 
@@ -156,6 +157,7 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
     add_metric_option(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
+    add_clip(p)
     add_trust_code(p)
 
 
@@ -236,7 +238,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         require("matplotlib", "viz")
     check_report_option(args)
     device = resolve_device(args.device)
-    model, cfg, _ = load_trained_model(args.checkpoint, device, trust_code=args.trust_code)
+    model, cfg, _ = load_trained_model(args.checkpoint, device, clip=args.clip, trust_code=args.trust_code)
     name = args.dataset or cfg.data.dataset
     dataset = open_dataset(name, args.root, **_reader_kwargs(name, cfg.data.trial))
     evaluator = make_evaluator(
@@ -264,7 +266,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     paths = _image_list(args.images)
     extractor = FeatureExtractor(
         args.checkpoint, device=resolve_device(args.device), modality=args.modality, batch_size=args.batch_size,
-        flip=args.flip, trust_code=args.trust_code,
+        flip=args.flip, trust_code=args.trust_code, clip=args.clip,
     )  # fmt: skip
     features = extractor(paths, progress=True, skip_bad=args.skip_bad_images)
     skipped, left_out = [s.path for s in extractor.skipped], {s.index for s in extractor.skipped}
@@ -385,8 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as error:
         if os.environ.get("CSDN_DEBUG"):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"csdn: error: {message}", file=sys.stderr)
+        print(f"csdn: error: {error_line(error)}", file=sys.stderr)
         return 2
     except Terminated:
         print(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_metric_option", "add_plugin_option", "add_trust_code", "load_plugin_options"]
+__all__ = ["add_clip", "add_metric_option", "add_plugin_option", "add_trust_code", "load_plugin_options"]
 
 
 def add_trust_code(p: argparse.ArgumentParser) -> None:
@@ -44,4 +44,13 @@ def add_metric_option(p: argparse.ArgumentParser) -> None:
         help="eval: the query-gallery distance (default cosine: for CSDN's constant-norm features, the ranking of "
         "the official inner product); extract: the distance the written features are for (cosine: unit-length "
         "rows, compare by dot product; euclidean or omitted: the model's rows, norm 2 with --flip)",
+    )  # fmt: skip
+
+
+def add_clip(p: argparse.ArgumentParser) -> None:
+    """``--clip``: the CLIP weights of an old checkpoint without a CLIP architecture record (never chosen by it)."""
+    p.add_argument(
+        "--clip", metavar="PATH_OR_NAME",
+        help="only for a checkpoint written by an older csdn (no CLIP architecture record): the CLIP weights it was "
+        "trained from, an official name or a local file; a checkpoint never chooses a file itself",
     )  # fmt: skip

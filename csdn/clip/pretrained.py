@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .._untrusted import check_tensor_sizes, first_line, printable, quoted, regular_file
 from .build import build_model
 from .cache import CACHE_ENV as CACHE_ENV
 from .cache import DownloadError as DownloadError
@@ -23,7 +24,7 @@ from .cache import download as download
 from .cache import url_sha256 as url_sha256
 from .model import CLIP
 from .pos_embed import to_hw
-from .torchscript import ArchiveReadError, is_torchscript, read_torchscript_state_dict
+from .torchscript import ArchiveLimitError, ArchiveReadError, is_torchscript, read_torchscript_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -87,31 +88,30 @@ def read_state_dict(path: str | os.PathLike, *, trust_code: bool = False) -> dic
             that cannot be read without running its code (:class:`~csdn.clip.torchscript.ArchiveReadError`,
             whose message suggests ``trust_code=True``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file {path} does not exist")
+    path = regular_file(path, "checkpoint file")
     hint = "expected an OpenAI CLIP TorchScript archive or a torch.save()-d state dict of tensors"
     if is_torchscript(path):
         try:
             return read_torchscript_state_dict(path)
         except ArchiveReadError as err:
-            if not trust_code:
+            if not trust_code or isinstance(err, ArchiveLimitError):  # the opt-in lifts no size budget
                 raise
             logger.warning("%s; trust_code=True: loading it with torch.jit.load", str(err).split(". If you")[0])
         try:
             return _jit_load_state_dict(path)
         except Exception as err:  # torch raises RuntimeError/... for archives it cannot load either
             raise ValueError(
-                f"could not read checkpoint {path} with torch.jit.load ({type(err).__name__}: {err})"
+                f"could not read checkpoint {printable(path)} with torch.jit.load ({first_line(err)})"
             ) from err
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/... for foreign files
-        raise ValueError(f"could not read checkpoint {path}: {hint} ({type(err).__name__}: {err})") from err
+        raise ValueError(f"could not read checkpoint {printable(path)}: {hint} ({first_line(err)})") from err
+    check_tensor_sizes(obj, path)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict; {hint}")
+        raise ValueError(f"checkpoint {printable(path)} holds a {type(obj).__name__}, not a state dict; {hint}")
     return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
@@ -156,12 +156,12 @@ def resolve(
     if str(name_or_path) in _MODELS:
         return download(_MODELS[str(name_or_path)], download_root)
     path = Path(name_or_path).expanduser()
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise FileNotFoundError(
-            f"{argument}={str(name_or_path)!r} not found: it is neither an available model {available_models()} "
+            f"{argument}={quoted(name_or_path)} not found: it is neither an available model {available_models()} "
             "nor an existing CLIP checkpoint file"
         )
-    return path
+    return regular_file(path, argument)
 
 
 def load(

@@ -24,6 +24,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import NamedTuple
 
 from .._modality import modality_choices
+from .._untrusted import quoted
 from .base import VIReIDDataset
 from .layout import build_train_split, check_choice, check_image_file, check_trial, require_dir
 from .samples import PROTOCOL_NAMES, Modality, Sample, TestSplit, TrainSplit
@@ -43,6 +44,7 @@ DIRECTIONS = {
     "vis2ir": (Modality.VISIBLE.value, Modality.INFRARED.value),
 }
 _INTEGER = re.compile(r"[0-9]+")
+_MAX_DIGITS = 18  # pids and cams become int64 tensors
 
 
 class _Row(NamedTuple):
@@ -201,7 +203,8 @@ def read_csv_list(path: str, root: str, verify_images: bool = True, dataset: str
                 key = os.path.normpath(values["path"])
                 if key in seen:
                     raise ValueError(
-                        f"{where}: {values['path']} is already listed on line {seen[key]}; list each image once."
+                        f"{where}: {quoted(values['path'])} is already listed on line {seen[key]}; list each image "
+                        "once."
                     )
                 seen[key] = reader.line_num
                 rows.append(_Row(sample, reader.line_num))
@@ -237,8 +240,8 @@ def _header(fields: list[str], where: str) -> list[str]:
         if name not in COLUMNS:
             separators = " or ".join(repr(d) for d in DELIMITERS)
             raise ValueError(
-                f"{where}: bad header, unknown column {name!r}; expected the columns {expected}, separated by "
-                f"{separators} (the same one on every line)."
+                f"{where}: bad header, unknown column {quoted(name, 80)}; expected the columns {expected}, "
+                f"separated by {separators} (the same one on every line)."
             )
         if columns.count(name) > 1:
             raise ValueError(f"{where}: bad header, column {name!r} appears twice; expected the columns {expected}.")
@@ -262,18 +265,25 @@ def _fields(fields: list[str], columns: list[str], where: str) -> dict[str, str]
 
 def _sample(values: dict[str, str], root: str, where: str, verify_images: bool) -> Sample:
     for name in ("pid", "cam"):
+        if len(values[name]) > _MAX_DIGITS:
+            raise ValueError(
+                f"{where}: {name} has {len(values[name])} digits; identities and cameras are integers of at most "
+                f"{_MAX_DIGITS} digits."
+            )
         if not _INTEGER.fullmatch(values[name]):
-            raise ValueError(f"{where}: {name} {values[name]!r} is not a non-negative integer.")
+            raise ValueError(f"{where}: {name} {quoted(values[name], 80)} is not a non-negative integer.")
     try:
         modality = Modality.parse(values["modality"]).value
     except ValueError:
-        raise ValueError(f"{where}: unknown modality {values['modality']!r}; expected {modality_choices()}.") from None
+        raise ValueError(
+            f"{where}: unknown modality {quoted(values['modality'], 80)}; expected {modality_choices()}."
+        ) from None
     rel = values["path"]
     if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
-        raise ValueError(f"{where}: path {rel!r} is absolute; write it relative to the dataset root {root}.")
+        raise ValueError(f"{where}: path {quoted(rel)} is absolute; write it relative to the dataset root {root}.")
     norm = os.path.normpath(rel.replace("\\", "/"))  # lexical: ".." components, either separator
     if norm == os.pardir or norm.startswith(os.pardir + os.sep):
-        raise ValueError(f"{where}: path {rel!r} escapes the dataset root {root}; images must be inside it.")
+        raise ValueError(f"{where}: path {quoted(rel)} escapes the dataset root {root}; images must be inside it.")
     full = os.path.join(root, rel)
     if not os.path.isfile(full):
         raise FileNotFoundError(f"{where}: image {full} not found; paths are relative to the dataset root {root}.")

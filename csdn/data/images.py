@@ -59,20 +59,37 @@ def to_8bit(image: PIL.Image.Image) -> PIL.Image.Image:
     - ``F`` (float): values in [0, 1] map to 0..255 (``round(v * 255)``); any other range is min-max scaled.
     - Min-max scaling maps the image's minimum to 0 and its maximum to 255 (a constant image becomes 0).
 
-    Other modes are returned unchanged. NaNs (float images) become 0.
+    Other modes are returned unchanged. NaNs (float images) become 0. Memory is bounded: 16-bit values are scaled
+    exactly in integers (one 4-byte copy per pixel), the others in one float32 copy changed in place, so a
+    large image costs a few bytes per pixel on top of PIL's own, never several float64 copies.
     """
     if image.mode not in WIDE_MODES:
         return image
-    values = np.asarray(image, dtype=np.float64)
-    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= _UINT16_MAX):
-        scaled = values * 255.0 / _UINT16_MAX
-    elif image.mode == "F" and low >= 0.0 and high <= 1.0:
-        scaled = values * 255.0
+    if image.mode == "F":
+        floats = np.array(image, dtype=np.float32)  # the one (writable) float copy; everything below is in place
     else:
-        scaled = (values - low) * 255.0 / (high - low) if high > low else np.zeros_like(values)
-    return PIL.Image.fromarray(np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8), mode="L")  # half up
+        values = np.asarray(image)  # uint16 / int32, as PIL stores them
+        if image.mode.startswith("I;16") or values.size == 0 or (values.min() >= 0 and values.max() <= _UINT16_MAX):
+            scaled = values.astype(np.uint32)  # floor((510 v + 65535) / 131070) = round(v * 255 / 65535), half up
+            scaled *= 510
+            scaled += _UINT16_MAX
+            scaled //= 2 * _UINT16_MAX
+            return PIL.Image.fromarray(scaled.astype(np.uint8), mode="L")
+        floats = values.astype(np.float32)  # the one float copy
+    np.nan_to_num(floats, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(floats.min()), float(floats.max())) if floats.size else (0.0, 0.0)
+    if image.mode == "F" and low >= 0.0 and high <= 1.0:
+        floats *= 255.0
+    elif high > low:
+        floats -= low
+        floats *= 255.0  # before the division: exact for integer-valued images
+        floats /= high - low
+    else:
+        floats[...] = 0.0
+    floats += 0.5  # halves up
+    np.floor(floats, out=floats)
+    np.clip(floats, 0, 255, out=floats)
+    return PIL.Image.fromarray(floats.astype(np.uint8), mode="L")
 
 
 def load_image(path: str | os.PathLike) -> PIL.Image.Image:

@@ -38,18 +38,23 @@ def build_csdn(
 
 
 def load_trained_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu", *, trust_code: bool = False
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    clip: str | os.PathLike | None = None,
+    trust_code: bool = False,
 ) -> tuple[CSDN, TrainConfig, dict[str, Any]]:
     """Rebuild the model saved in a ``csdn train`` checkpoint (``final.pt`` or ``last.pt``), in eval mode.
 
-    See :func:`csdn.models.checkpoint.load_csdn` (also for ``trust_code``); this also parses the run's configuration.
+    See :func:`csdn.models.checkpoint.load_csdn` (also for ``clip``, the CLIP weights of a checkpoint without a CLIP
+    architecture record, and ``trust_code``); this also parses the run's configuration.
 
     Returns:
         ``(model, config, checkpoint_dict)``.
 
     Raises:
-        FileNotFoundError: if ``path`` is missing (or, for an old checkpoint, the CLIP file of its config).
+        FileNotFoundError: if ``path`` (or ``clip``) is missing.
         ValueError: if it is not a csdn checkpoint or its weights do not fit the model its config describes.
     """
-    model, state = load_csdn(path, device, trust_code=trust_code)
+    model, state = load_csdn(path, device, clip=clip, trust_code=trust_code)
     return model, config_from_dict(state["config"]), state

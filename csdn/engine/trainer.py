@@ -26,6 +26,7 @@ from torch import nn
 
 from ..data.samples import TrainSplit
 from ..models.checkpoint import final_checkpoint, load_checkpoint, save_checkpoint, training_checkpoint
+from ..models.schema import check_model_record, check_shapes
 from .config import TrainConfig, config_to_dict
 from .distributed import (
     DistInfo,
@@ -224,6 +225,7 @@ class Trainer:
                 f"nothing to resume: {self.checkpoint_path} does not exist (run without --resume to start)"
             )
         state = load_checkpoint(self.checkpoint_path, map_location="cpu")
+        check_model_record(state, str(self.checkpoint_path))  # a malformed file is one line, before it is used
         refused, accepted = resume_conflicts(state["config"], self.cfg, state["stage"])
         if refused:
             raise ValueError(
@@ -231,6 +233,7 @@ class Trainer:
                 f"stages 1..{state['stage']} already ran with the checkpoint's settings. Resume with those "
                 f"settings, or start over: a new runtime.output_dir (or delete {self.output_dir / 'checkpoints'})"
             )
+        check_shapes(self.model.state_dict(), state["model"], str(self.checkpoint_path))
         if accepted:
             logger.info("resuming with new settings for stages not started yet: %s", "; ".join(accepted))
             if self.dist.is_main:

@@ -58,9 +58,12 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--legacy", action="store_true", help="use the TorchScript exporter instead of torch.export")
     parser.add_argument("--verify", action="store_true", help="compare onnxruntime with torch on a random batch")
     parser.add_argument(
+        "--clip", metavar="PATH_OR_NAME",
+        help="only for an old checkpoint without a CLIP architecture record: the CLIP weights it was trained from",
+    )  # fmt: skip
+    parser.add_argument(
         "--trust-code", action="store_true",
-        help="for an old checkpoint without a CLIP architecture record: let the CLIP file its config names run its "
-        "own code (torch.jit.load); only for files you trust",
+        help="with --clip: let that CLIP file run its own code (torch.jit.load); only for files you trust",
     )  # fmt: skip
     parser.set_defaults(func=run_export)
     return parser
@@ -78,7 +81,7 @@ def run_export(args: argparse.Namespace) -> int:
     from .onnx_export import export_onnx, verify_onnx
 
     size = tuple(args.image_size) if args.image_size else None
-    model, trained_size = load_model(args.checkpoint, image_size=size, trust_code=args.trust_code)
+    model, trained_size = load_model(args.checkpoint, image_size=size, clip=args.clip, trust_code=args.trust_code)
     size = tuple(args.image_size) if args.image_size else trained_size
     path = export_onnx(
         model, args.out, args.modality, image_size=size, flip=args.flip, flip_mode=args.flip_mode, opset=args.opset,

@@ -41,6 +41,7 @@ def load_model(
     device: str | torch.device | None = None,
     image_size: int | tuple[int, int] | None = None,
     *,
+    clip: str | os.PathLike | None = None,
     trust_code: bool = False,
 ) -> tuple[nn.Module, tuple[int, int] | None]:
     """Resolve a model argument: a module is used as is, a path is loaded as a checkpoint.
@@ -52,8 +53,9 @@ def load_model(
         device: Where the model should live; ``None`` keeps a module where it is and loads checkpoints on CPU.
         image_size: Input ``(H, W)`` an official checkpoint was trained at (default ``(288, 144)``); csdn
             checkpoints record theirs.
-        trust_code: For a csdn checkpoint without a CLIP architecture record, let the CLIP file its config names
-            run its own code (see :func:`csdn.models.checkpoint.load_csdn`); never needed otherwise.
+        clip: For a csdn checkpoint without a CLIP architecture record (older csdn): the CLIP weights it was trained
+            from, an official name or a local file (a checkpoint never chooses one itself); never needed otherwise.
+        trust_code: Let that CLIP file run its own code (see :func:`csdn.models.checkpoint.load_csdn`).
 
     Returns:
         ``(model, image_size)``: the model in eval mode for checkpoints, and its training input ``(H, W)``
@@ -76,7 +78,8 @@ def load_model(
             f"checkpoint_or_model must be a checkpoint path or an nn.Module, got {type(checkpoint_or_model).__name__}"
         )
     size = check_image_size(image_size or (288, 144))
-    return load_model_file(checkpoint_or_model, "cpu" if device is None else device, size, trust_code=trust_code)
+    device = "cpu" if device is None else device
+    return load_model_file(checkpoint_or_model, device, size, clip=clip, trust_code=trust_code)
 
 
 class FeatureExtractor:
@@ -105,6 +108,7 @@ class FeatureExtractor:
         num_workers: DataLoader workers that decode and transform images (0 = in the calling process).
         autocast_dtype: Run the model under ``torch.autocast`` with this dtype (e.g. ``torch.bfloat16``);
             ``None`` = full precision. Features are returned as float32 either way.
+        clip: See :func:`load_model` (only for old checkpoints without a CLIP architecture record).
         trust_code: See :func:`load_model` (only for old checkpoints whose CLIP file must run its own code).
 
     Features are the model's test embeddings, not re-normalised: for CSDN with the default flip, rows of 6144
@@ -131,6 +135,7 @@ class FeatureExtractor:
         num_workers: int = 0,
         autocast_dtype: torch.dtype | None = None,
         trust_code: bool = False,
+        clip: str | os.PathLike | None = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -139,7 +144,7 @@ class FeatureExtractor:
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
         self.modality = Modality.parse(modality).value
-        self.model, trained_size = load_model(checkpoint_or_model, device, image_size, trust_code=trust_code)
+        self.model, trained_size = load_model(checkpoint_or_model, device, image_size, clip=clip, trust_code=trust_code)
         self.image_size = check_image_size(image_size or trained_size or (288, 144))
         self.batch_size, self.flip, self.flip_mode, self.num_workers = batch_size, bool(flip), flip_mode, num_workers
         self.autocast_dtype = autocast_dtype

@@ -38,6 +38,7 @@ import torch
 
 import csdn.clip as clip_pkg
 
+from .._untrusted import check_tensor_sizes
 from .csdn import CSDN
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def _read_checkpoint(checkpoint: str | os.PathLike | Mapping[str, torch.Tensor])
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"official CSDN checkpoint not found: {os.fspath(checkpoint)!r}")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    check_tensor_sizes(state, checkpoint)
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):

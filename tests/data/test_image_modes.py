@@ -77,3 +77,25 @@ def test_truncated_and_undecodable_files_are_one_error_naming_the_file(tmp_path)
     for name in ("cut.jpg", "text.jpg"):
         with pytest.raises(ValueError, match=rf"Cannot decode image .*{name} .*damaged, truncated or not an image"):
             load_image(tmp_path / name)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_wide_images_are_converted_with_a_bounded_number_of_copies(mode):
+    """A 16-bit PNG just under PIL's pixel limit cost 3.5 GB (several float64 copies); now a few bytes per pixel."""
+    import tracemalloc
+
+    from csdn.data.images import to_8bit
+
+    pixels = np.random.default_rng(0).integers(0, 65535, (1000, 1000), dtype=np.uint16)
+    image = {"I;16": lambda: PIL.Image.fromarray(pixels), "I": lambda: PIL.Image.fromarray(pixels.astype(np.int32)),
+             "F": lambda: PIL.Image.fromarray(pixels.astype(np.float32) * 3.0)}[mode]()  # fmt: skip
+    assert image.mode == mode
+    tracemalloc.start()
+    try:
+        out = to_8bit(image)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.mode == "L" and out.size == (1000, 1000)
+    # PIL hands numpy a copy (transiently two) and one working copy follows; the old float64 chain took 32+
+    assert peak < 16 * pixels.size, f"{peak / pixels.size:.1f} bytes per pixel"

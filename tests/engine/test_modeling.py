@@ -42,7 +42,10 @@ def test_trained_checkpoint_needs_no_clip_file(tiny_cfg, sysu_train, tmp_path):
 
     old = {k: v for k, v in state.items() if k not in ("format", "clip_arch")}  # as written before the record
     save_checkpoint(old, tmp_path / "old.pt")
-    torch.testing.assert_close(embed(load_trained_model(tmp_path / "old.pt")[0], images), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no CLIP architecture record.*--clip"):  # never the file its config names
+        load_trained_model(tmp_path / "old.pt")
+    rebuilt_old = load_trained_model(tmp_path / "old.pt", clip=clip_file)[0]  # the caller names the CLIP file
+    torch.testing.assert_close(embed(rebuilt_old, images), expected, rtol=0, atol=0)
 
     clip_file.unlink()
     rng_before = torch.get_rng_state()
@@ -52,7 +55,7 @@ def test_trained_checkpoint_needs_no_clip_file(tiny_cfg, sysu_train, tmp_path):
     torch.testing.assert_close(embed(model, images), expected, rtol=0, atol=0)
     assert model.clip_arch == TINY_RN_ARCH  # kept, so a checkpoint of the rebuilt model has it too
     with pytest.raises(FileNotFoundError, match="clip_rn.pt"):  # the old kind still needs its CLIP file
-        load_trained_model(tmp_path / "old.pt")
+        load_trained_model(tmp_path / "old.pt", clip=clip_file)
 
 
 def test_vit_checkpoint_round_trip_without_weights(tiny_cfg, tmp_path):
@@ -72,9 +75,9 @@ def test_bad_architecture_record_is_a_clear_error(tiny_cfg, tmp_path):
     model = build_csdn(cfg, 5)
     state = {"model": model.state_dict(), "config": config_to_dict(cfg), "num_classes": 5}
     save_checkpoint({**state, "clip_arch": {"embed_dim": 32}}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="invalid 'clip_arch' record"):
+    with pytest.raises(ValueError, match=r"clip_arch record with unknown \[\] / missing \['context_length'"):
         load_trained_model(tmp_path / "bad.pt")
     wrong = {**model.clip_arch, "transformer_layers": 3}
     save_checkpoint({**state, "clip_arch": wrong}, tmp_path / "wrong.pt")
-    with pytest.raises(ValueError, match="does not fit the model"):
-        load_trained_model(tmp_path / "wrong.pt")
+    with pytest.raises(ValueError, match="declares clip_arch.transformer_layers=3 but its tensors/config say 2"):
+        load_trained_model(tmp_path / "wrong.pt")  # refused before the skeleton is built

@@ -32,5 +32,11 @@ def tiny_checkpoint(tmp_path_factory):
     cfg.model.clip, cfg.data.height, cfg.data.width = "tiny-RN", 48, 32
     model = build_csdn(cfg, num_classes=3)
     path = tmp_path_factory.mktemp("ckpt") / "final.pt"
-    save_checkpoint({"model": model.state_dict(), "config": config_to_dict(cfg), "num_classes": 3}, path)
+    record = {
+        "model": model.state_dict(),
+        "config": config_to_dict(cfg),
+        "num_classes": 3,
+        "clip_arch": model.clip_arch,
+    }
+    save_checkpoint(record, path)
     return path, model.eval()

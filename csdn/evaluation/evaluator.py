@@ -31,7 +31,6 @@ from torch import nn
 from .._io import atomic_write_text
 from ..data.base import VIReIDDataset
 from ..data.samples import Sample, TestSplit
-from ..data.transforms import build_test_transform
 from .features import FLIP_DEFAULT, FLIP_MODES, extract_features
 from .fused import METRICS, distance
 from .metrics import evaluate
@@ -250,7 +249,11 @@ class VIReIDEvaluator:
         self.trials = tuple(trials if trials is not None else dataset.trials)
         if not self.settings or not self.trials:
             raise ValueError("settings and trials must not be empty.")
-        self.transform = transform or build_test_transform(height, width)
+        if transform is None:
+            from ..data.transforms import build_test_transform  # torchvision on first use, not at import
+
+            transform = build_test_transform(height, width)
+        self.transform = transform
         self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
         self.flip, self.flip_mode, self.metric = flip, flip_mode, metric
         self.rerank, self.k1, self.k2, self.lambda_value = rerank, k1, k2, lambda_value

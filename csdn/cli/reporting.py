@@ -96,7 +96,8 @@ def log_file_writer(handler: logging.Handler | None, out: Callable[[str], Any] =
     def write(text: str) -> None:
         out(text)
         if handler is not None:
-            handler.handle(logging.makeLogRecord({"name": "csdn.cli", "levelno": logging.INFO, "levelname": "INFO",
-                                                  "msg": "%s", "args": ("\n" + text,)}))  # fmt: skip
+            message = "\n" + text if "\n" in text else text  # a table starts on its own line
+            record = {"name": "csdn.cli", "levelno": logging.INFO, "levelname": "INFO", "msg": "%s", "args": (message,)}
+            handler.handle(logging.makeLogRecord(record))
 
     return write

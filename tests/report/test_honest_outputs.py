@@ -63,7 +63,8 @@ def test_train_log_ends_with_the_results_table(sysu_root, tmp_path, capsys):
     caption = f"SYSU-MM01 at {sysu_root}: CMC rank-k accuracy"
     assert caption in printed and caption in log
     tail = log[log.index(caption) :].splitlines()
-    assert tail[-1].startswith("chance level of sysu indoor-search multi-shot (permutation estimate")
+    assert tail[-2].startswith("chance level of sysu indoor-search multi-shot (permutation estimate")
+    assert tail[-1].endswith(f"results written to {out / 'eval.json'}")
     assert [line for line in printed.splitlines() if line.startswith("chance level")] == [
         line for line in tail if line.startswith("chance level")
     ]

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = apply_overrides(cfg, overrides)
     model = build_csdn(cfg, folders.train.num_classes)
     final = Trainer(cfg, model, folders.train).fit()
-    report = VIReIDEvaluator(folders, height=cfg.data.height, width=cfg.data.width, num_workers=0).run(model.eval())
+    evaluator = VIReIDEvaluator(folders, height=cfg.data.height, width=cfg.data.width, num_workers=0)
+    report = evaluator.run(model.eval(), chance=True)  # the table ends with the chance level
     print(report.to_table())
     print(f"checkpoint: {final}")
 

@@ -76,7 +76,8 @@ def run(root: Path, out: Path, quick: bool) -> None:
     for modality, start in before.items():
         moved = (model.prompt_learners[modality].shared_ctx.detach().cpu() - start).norm().item()
         print(f"{modality} shared context moved by {moved:.4f} during stage 1")
-    report = VIReIDEvaluator(dataset, height=cfg.data.height, width=cfg.data.width).run(model.eval(), trials=1)
+    evaluator = VIReIDEvaluator(dataset, height=cfg.data.height, width=cfg.data.width)
+    report = evaluator.run(model.eval(), trials=1, chance=True)  # the table ends with the chance level
     print(report.to_table())
     # A custom model is reloaded by building it again and loading the checkpoint's state dict:
     state = torch.load(final, map_location="cpu", weights_only=True)["model"]

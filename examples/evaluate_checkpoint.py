@@ -74,7 +74,7 @@ def evaluate_checkpoint(checkpoint: Path, root: Path, args: argparse.Namespace) 
     for name, rerank in runs.items():
         # flip=True (default) concatenates the mirrored image's embedding: the official 6144-d test feature.
         evaluator = VIReIDEvaluator(dataset, height=cfg.data.height, width=cfg.data.width, device=device, rerank=rerank)
-        report = evaluator.run(model, trials)
+        report = evaluator.run(model, trials, chance=True)
         print(f"\n[{name}]\n{report.to_table()}")
         if args.json:
             report.to_json(Path(args.json).with_stem(f"{Path(args.json).stem}-{name}") if args.rerank else args.json)

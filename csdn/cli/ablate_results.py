@@ -36,12 +36,16 @@ def evaluate_variants(
         earlier = _earlier_evaluation(run_dir, final, wanted, report)
         if earlier is not None:
             logger.info("%s: reusing %s (newer than %s)", variant, run_dir / "eval.json", final.name)
+            if earlier.chance is None:  # written before eval.json carried the chance level
+                from ..evaluation import chance_level
+
+                earlier.chance = chance_level(dataset, earlier.config.get("settings", dataset.test_settings()), wanted)
             results[variant] = earlier
             continue
         model, cfg = engine.load(final, device)
         evaluator = make_evaluator(dataset, cfg, device)
         logger.info("%s: evaluating %s", variant, final)
-        results[variant] = evaluator.run(model, trials)
+        results[variant] = evaluator.run(model, trials, chance=True)
         results[variant].to_json(run_dir / "eval.json")
         if report:
             from ..report import build_report
@@ -53,7 +57,7 @@ def evaluate_variants(
 
 def _earlier_evaluation(run_dir: Path, final: Path, trials: list[int], report: bool) -> Any | None:
     """The ``eval.json`` of an earlier call if it is newer than ``final`` and covers the same trials, else None."""
-    from ..evaluation.evaluator import EvaluationReport, TrialRecord
+    from ..evaluation.results import EvaluationReport
 
     path = run_dir / "eval.json"
     needed = [path, run_dir / "report" / "index.html"] if report else [path]
@@ -62,11 +66,12 @@ def _earlier_evaluation(run_dir: Path, final: Path, trials: list[int], report: b
     data = json.loads(path.read_text(encoding="utf-8"))
     if sorted({r["trial"] for r in data["records"]}) != sorted(trials):  # e.g. an earlier --trials 1
         return None
-    return EvaluationReport(data["dataset"], [TrialRecord(**r) for r in data["records"]], data["config"])
+    return EvaluationReport.from_dict(data)
 
 
-def _cell(stats: dict[str, float]) -> str:
-    return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+def _cell(stats: dict[str, float | None]) -> str:
+    std = "—" if stats["std"] is None else f"{100 * stats['std']:.2f}"  # None: the trials do not differ
+    return f"{100 * stats['mean']:.2f} ± {std}"
 
 
 def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -77,14 +82,14 @@ def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _markdown(plan: dict[str, Any], rows: list[dict[str, Any]], chart: Path | None) -> str:
-    trials = sorted({int(r["mAP"]["trials"]) for r in rows})
+def _markdown(plan: dict[str, Any], rows: list[dict[str, Any]], chart: Path | None, results: dict[str, Any]) -> str:
+    first = next(iter(results.values()))
     lines = [
         f"# Ablation study: {plan['dataset']}",
         "",
         f"Every variant trained from preset `{plan['preset']}` with seed {plan['seed']} on `{plan['root']}`"
         + (f" with `--set {' '.join(plan['overrides'])}`" if plan["overrides"] else "")
-        + f"; percent, mean ± std over {'/'.join(map(str, trials))} trial(s) of the dataset's protocol.",
+        + f". Each table: {first.caption().partition(': ')[2]}.",
     ]
     if chart is not None:
         lines += ["", f"![rank-1 and mAP of each variant]({chart.name})"]
@@ -93,7 +98,21 @@ def _markdown(plan: dict[str, Any], rows: list[dict[str, Any]], chart: Path | No
                   "|---|" + "---:|" * len(TABLE_METRICS)]  # fmt: skip
         for row in (r for r in rows if r["setting"] == setting):
             lines.append(f"| {row['variant']} | " + " | ".join(_cell(row[m]) for m in TABLE_METRICS) + " |")
+        lines += _setting_notes(setting, results)
     return "\n".join(lines) + "\n"
+
+
+def _setting_notes(setting: str, results: dict[str, Any]) -> list[str]:
+    """The lines under a setting's table: why a standard deviation is missing, and the chance level."""
+    notes = [f"{variant}: no standard deviation, {reason}." for variant, report in results.items()
+             if (reason := report.no_std_reason(setting)) is not None]  # fmt: skip
+    if len(notes) == len(results) > 1:  # the same data and trials for all: say it once
+        notes = [f"All variants: no standard deviation, {next(iter(results.values())).no_std_reason(setting)}."]
+    chance = next((r.chance for r in results.values() if r.chance is not None and setting in r.chance.values), None)
+    if chance is not None:
+        v = chance.values[setting]
+        notes.append(f"Chance level ({chance.method}): rank-1 {100 * v['rank1']:.2f}, mAP {100 * v['mAP']:.2f}.")
+    return ["", *(f"- {n}" for n in notes)] if notes else []
 
 
 def write_study(
@@ -117,7 +136,7 @@ def write_study(
         written.append(chart)
     data = {"plan": plan, "metrics": list(TABLE_METRICS), "headline_setting": headline, "rows": rows}
     written.append(atomic_write_text(out / "ablation.json", json.dumps(data, indent=2) + "\n"))
-    written.append(atomic_write_text(out / "ablation.md", _markdown(plan, rows, chart)))
+    written.append(atomic_write_text(out / "ablation.md", _markdown(plan, rows, chart, results)))
     if report:
         from ..report import provenance, write_index
 
@@ -135,7 +154,8 @@ def write_study(
         info = provenance(device=device, **extra)
         written.append(write_index(
             out / "index.html", entries, title=f"Ablation study: {plan['dataset']}", chart=chart,
-            note=f"{headline}: percent, mean ± std over trials; every variant shares seed, data and schedule. "
+            note=f"{headline}: {next(iter(results.values())).caption().partition(': ')[2]}; every variant shares "
+            f"seed, data and schedule. {' '.join(_setting_notes(headline, results)[1:]).replace('- ', '')} "
             "Open a variant for its full report; ablation.md has every setting.",
             columns=[_LABELS[m] for m in TABLE_METRICS], provenance=info,
         ))  # fmt: skip

@@ -29,7 +29,7 @@ from ..engine.config import TrainConfig, apply_overrides
 from ..engine.presets import get_preset
 from ..engine.trainer import Trainer
 from ..evaluation.evaluator import EvaluationReport
-from .reporting import chance_level, make_evaluator, print_report
+from .reporting import make_evaluator, print_report
 
 __all__ = ["DemoSetting", "DEMO_SETTINGS", "DemoResult", "run_demo"]
 
@@ -159,10 +159,9 @@ def _run(directory: str | os.PathLike | None, quick: bool, seed: int, out: Calla
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     checkpoint = Trainer(cfg, model, dataset.train).fit(resume=resume)
     evaluator = make_evaluator(dataset, cfg, torch.device("cpu"))
-    report = evaluator.run(model.eval())
-    chance = chance_level(evaluator)
-    print_report(report, run_dir / "eval.json", chance, out)
-    result = DemoResult(report, chance, checkpoint, run_dir, data_dir, time.perf_counter() - tic)
+    report = evaluator.run(model.eval(), chance=True)  # the table prints the chance level under it
+    print_report(report, run_dir / "eval.json", out)
+    result = DemoResult(report, report.chance.values, checkpoint, run_dir, data_dir, time.perf_counter() - tic)
     head = result.headline()
     out(
         f"all-search single-shot: rank-1 {100 * head['rank1']:.1f}% (chance {100 * head['chance_rank1']:.1f}%), "

@@ -181,7 +181,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.run_dir import claim_run_folder
     from ..engine.trainer import Trainer
     from .paths import check_output_dir
-    from .reporting import make_evaluator, print_report, protocol_callback, validation_callback
+    from .reporting import log_file_writer, make_evaluator, print_report, protocol_callback, validation_callback
     from .runs import resolve_train_config
 
     cfg = resolve_train_config(args)
@@ -212,9 +212,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             if evaluator is not None:
                 print(f"final model: {final}")
                 if not args.no_eval:
-                    print_report(
-                        evaluator.run(model.eval()), Path(cfg.runtime.output_dir) / "eval.json", verbose=args.verbose
-                    )
+                    report = evaluator.run(model.eval(), chance=True)
+                    out = log_file_writer(file_handler)  # train.log ends with the results table too
+                    print_report(report, Path(cfg.runtime.output_dir) / "eval.json", out, verbose=args.verbose)
     finally:
         cleanup_distributed()
         if file_handler is not None:
@@ -245,7 +245,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         dataset, cfg, device, rerank=args.rerank, flip=args.flip, batch_size=args.batch_size,
         metric=args.metric or "cosine",
     )  # fmt: skip
-    report = evaluator.run(model, args.trials)
+    report = evaluator.run(model, args.trials, chance=True)
     print_report(report, args.json, verbose=args.verbose)
     if args.plot:
         from ..viz import plot_evaluation

@@ -130,6 +130,10 @@ _OUTPUTS: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 
+#: Options whose existing file is refused unless ``--force`` (the policy ``--report`` folders share).
+_REFUSE_EXISTING = ("--json",)
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """Check every output option of the parsed command ``args`` (in place: ``--out DIR/`` becomes ``DIR/<name>``).
 
@@ -145,8 +149,12 @@ def check_outputs(args: argparse.Namespace) -> None:
             continue
         if kind == "dir":
             check_output_dir(value, option)
-        else:
-            setattr(args, attribute, str(check_output_file(value, option, kind)))
+            continue
+        target = check_output_file(value, option, kind)
+        if option in _REFUSE_EXISTING and target.exists() and not getattr(args, "force", False):
+            raise ValueError(f"{option} {str(target)!r} already exists; pass --force to overwrite it, or choose "
+                             "another file")  # fmt: skip
+        setattr(args, attribute, str(target))
 
 
 def output_error_message(error: OSError) -> str | None:

@@ -18,6 +18,10 @@ def add_report_option(parser: argparse.ArgumentParser) -> None:
         help="also write a self-contained HTML report (DIR/index.html: results, CMC, camera x camera matrix, "
         "distance histograms and ROC, lowest-AP queries, provenance; viz extra)",
     )  # fmt: skip
+    parser.add_argument(
+        "--force", action="store_true",
+        help="overwrite an existing --json file and a non-empty --report folder (refused without it)",
+    )  # fmt: skip
 
 
 def check_report_option(args: argparse.Namespace) -> None:
@@ -25,7 +29,7 @@ def check_report_option(args: argparse.Namespace) -> None:
     if getattr(args, "report", None):
         from ..report import check_report_dir
 
-        check_report_dir(args.report)
+        check_report_dir(args.report, force=getattr(args, "force", False))
 
 
 def write_eval_report(args: argparse.Namespace, evaluator: Any, model: Any, report: Any) -> None:

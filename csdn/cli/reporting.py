@@ -1,22 +1,22 @@
-"""Evaluation wiring of the CLI: build the protocol evaluator for a run, estimate chance level, print results."""
+"""Evaluation wiring of the CLI: build the protocol evaluator for a run, print results (and copy them to a log)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..data.base import VIReIDDataset
 from ..data.samples import TestSplit
 from ..engine.config import TrainConfig
-from ..evaluation import VIReIDEvaluator, evaluate
+from ..evaluation import VIReIDEvaluator
 from ..evaluation.evaluator import EvaluationReport
 from ..evaluation.features import FLIP_DEFAULT
 
-__all__ = ["make_evaluator", "validation_callback", "protocol_callback", "chance_level", "print_report"]
+__all__ = ["make_evaluator", "validation_callback", "protocol_callback", "print_report", "log_file_writer"]
 
 
 def make_evaluator(
@@ -72,50 +72,35 @@ def protocol_callback(evaluator: VIReIDEvaluator) -> Callable[[torch.nn.Module, 
     return evaluate_protocol
 
 
-def chance_level(evaluator: VIReIDEvaluator, trials: int | None = None, draws: int = 20) -> dict[str, dict[str, float]]:
-    """Rank-1 / mAP of random rankings under the same protocol (mean over trials and ``draws`` random matrices).
-
-    Returns:
-        ``{setting name: {"rank1": ..., "mAP": ...}}`` as fractions.
-    """
-    generator = torch.Generator().manual_seed(0)
-    dataset = evaluator.dataset
-    run_trials = evaluator.trials if trials is None else evaluator.trials[:trials]
-    out: dict[str, dict[str, float]] = {}
-    for setting in evaluator.settings:
-        rank1, mean_ap = [], []
-        for trial in run_trials:
-            split = dataset.test(**setting, trial=trial)
-            ids = ([s.pid for s in split.query], [s.pid for s in split.gallery])
-            cams = ([s.cam for s in split.query], [s.cam for s in split.gallery])
-            for _ in range(max(1, draws // len(run_trials))):
-                dist = torch.rand(len(split.query), len(split.gallery), generator=generator)
-                # rank-1 and mAP only: a rank-1 CMC (no "CMC clipped" line per random draw on a small gallery)
-                result = evaluate(dist, *ids, *cams, protocol=split.protocol, max_rank=1)
-                rank1.append(result.rank(1))
-                mean_ap.append(result.mAP)
-        out[split.name] = {"rank1": float(np.mean(rank1)), "mAP": float(np.mean(mean_ap))}
-    return out
-
-
 def print_report(
     report: EvaluationReport,
     json_path: str | os.PathLike | None = None,
-    chance: dict[str, dict[str, float]] | None = None,
     out: Callable[[str], Any] = print,
     verbose: bool = False,
 ) -> None:
-    """Print the metrics table (mean ± std over trials, percent), the chance level if given, and save JSON.
+    """Print the results table (caption, rows, notes and chance level: :meth:`EvaluationReport.to_table`), save JSON.
 
     With ``verbose``, the per-trial results are printed before the table.
     """
     if verbose:
         out(report.to_trial_table())
     out(report.to_table())
-    if chance:
-        for name, values in chance.items():
-            out(f"chance level ({name}, random ranking): rank-1 {100 * values['rank1']:.2f}%, "
-                f"mAP {100 * values['mAP']:.2f}%")  # fmt: skip
     if json_path is not None:
         report.to_json(json_path)
         out(f"results written to {json_path}")
+
+
+def log_file_writer(handler: logging.Handler | None, out: Callable[[str], Any] = print) -> Callable[[str], None]:
+    """``out`` that also appends each text to ``handler``'s log file (``train.log`` ends with the results table).
+
+    The text goes to that handler only, not through the ``csdn`` logger, so the console does not show it twice.
+    """
+
+    def write(text: str) -> None:
+        out(text)
+        if handler is not None:
+            message = "\n" + text if "\n" in text else text  # a table starts on its own line
+            record = {"name": "csdn.cli", "levelno": logging.INFO, "levelname": "INFO", "msg": "%s", "args": (message,)}
+            handler.handle(logging.makeLogRecord(record))
+
+    return write

@@ -42,8 +42,7 @@ def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
     preset = args.preset or args.dataset or "sysu"
     fallback = args.preset is None and preset not in PRESETS  # csv or a registered reader: no preset of its own
     if fallback:
-        logger.info("dataset %s has no preset: using the sysu hyper-parameters, output in runs/%s", preset, preset)
-        preset = "sysu"
+        dataset_name, preset = preset, "sysu"
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     data = config_to_dict(get_preset(preset))
@@ -63,4 +62,10 @@ def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
     cfg = apply_overrides(cfg, [*args.overrides, *extra], fit=False)
     # a stage's epochs set below its schedule: scaled against the preset's unless the schedule was set too
     explicit += [item.partition("=")[0].strip() for item in args.overrides]
-    return fit_schedules(get_preset(preset), cfg, explicit)
+    cfg = fit_schedules(get_preset(preset), cfg, explicit)
+    if fallback:  # logged once the output folder is known (a config file or --set may have moved it)
+        logger.info(
+            "dataset %s has no preset: using the sysu hyper-parameters, output in %s",
+            dataset_name, cfg.runtime.output_dir,
+        )  # fmt: skip
+    return cfg

@@ -200,5 +200,10 @@ class VIReIDDataset(abc.ABC):
             )
         return "\n".join(lines)
 
+    def __str__(self) -> str:
+        """The dataset as people name it: ``"SYSU-MM01 at data/SYSU-MM01"`` (tables, reports, ``eval.json``)."""
+        name = self.name if self.name != VIReIDDataset.name else type(self).__name__
+        return f"{name} at {self.root}"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={self.root!r})"

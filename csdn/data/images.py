@@ -12,15 +12,15 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import PIL.Image
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
-from .transforms import build_test_transform
+if TYPE_CHECKING:  # torchvision (and with it its detection ops and torch._dynamo) is imported on first use only
+    from torchvision.transforms import v2
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -168,7 +168,9 @@ def to_pil_image(image: Any) -> PIL.Image.Image:
         if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
             raise ValueError(f"uint8 tensor images must be (C, H, W) with C 1 or 3, got {image.dtype} "
                              f"{tuple(image.shape)}")  # fmt: skip
-        return v2.functional.to_pil_image(image.cpu()).convert("RGB")
+        from torchvision.transforms.v2.functional import to_pil_image as tensor_to_pil
+
+        return tensor_to_pil(image.cpu()).convert("RGB")
     if not isinstance(image, np.ndarray):
         raise ValueError(
             f"cannot read a {type(image).__name__} as an image; expected a path, PIL image, array or tensor"
@@ -262,6 +264,8 @@ def preprocess(
     Raises:
         ValueError: for an empty input or an unsupported type or shape.
     """
+    from .transforms import build_test_transform
+
     size = check_image_size(image_size)
     items = split_inputs(inputs)
     if not items:

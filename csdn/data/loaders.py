@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import PIL.Image
 import torch
@@ -31,7 +31,9 @@ from torch.utils.data import Dataset
 
 from .images import load_image
 from .samples import Sample, TrainSplit
-from .transforms import TrainTransforms, build_train_transforms
+
+if TYPE_CHECKING:  # torchvision is imported when a pipeline is built, not with csdn
+    from .transforms import TrainTransforms
 
 __all__ = [
     "load_image",
@@ -179,7 +181,11 @@ class CrossModalityDataset(Dataset):
         loader: Callable[[str], PIL.Image.Image] = load_image,
     ) -> None:
         self.train = train
-        self.transforms = transforms if transforms is not None else build_train_transforms()
+        if transforms is None:
+            from .transforms import build_train_transforms
+
+            transforms = build_train_transforms()
+        self.transforms = transforms
         self.loader = loader
 
     def __len__(self) -> int:

@@ -170,5 +170,8 @@ class RegDB(VIReIDDataset):
         """Visible-to-thermal and thermal-to-visible."""
         return [{"direction": "v2t"}, {"direction": "t2v"}]
 
+    def __str__(self) -> str:
+        return f"RegDB at {self.root} (split {self.trial})"
+
     def __repr__(self) -> str:
         return f"RegDB(root={self.root!r}, trial={self.trial})"

@@ -39,7 +39,6 @@ from .._progress import Progress, ProgressReport
 from ..data.loaders import ImageDataset
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TrainSplit
-from ..data.transforms import build_test_transform
 from ..models.checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
 from ..models.factory import resolve_ablation
 from .config import DataConfig, TrainConfig
@@ -116,6 +115,8 @@ def extract_clip_features(
     global_batches = order.split(batch_size or data.extract_batch_size)
     shares = [[b[_share(b.numel(), r, world_size)] for b in global_batches] for r in range(world_size)]  # [rank][batch]
     mine = shares[rank]
+    from ..data.transforms import build_test_transform  # torchvision on first use, not at import
+
     dataset = ImageDataset(
         [samples[i] for i in torch.cat(mine).tolist()], build_test_transform(data.height, data.width)
     )

@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader
 from ..data.loaders import CrossModalityDataset
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TestSplit, TrainSplit
-from ..data.transforms import build_train_transforms
 from .config import TrainConfig
 from .distributed import DistInfo
 
@@ -28,6 +27,8 @@ def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, gene
     ``(seed, epoch, position in the global batch)``, so the images do not depend on the world size, the rank or
     ``num_workers`` (and a resumed run replays them); ``generator`` only seeds the workers' base seeds.
     """
+    from ..data.transforms import build_train_transforms  # torchvision on first use, not at import
+
     d, s3 = cfg.data, cfg.stage3
     transforms = build_train_transforms(
         d.height,

@@ -17,24 +17,22 @@ gallery images drawn by several trials are embedded once.
 from __future__ import annotations
 
 import contextlib
-import json
+import hashlib
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_write_text
 from ..data.base import VIReIDDataset
 from ..data.samples import Sample, TestSplit
-from ..data.transforms import build_test_transform
+from .chance import chance_level
 from .features import FLIP_DEFAULT, FLIP_MODES, extract_features
 from .fused import METRICS, distance
 from .metrics import evaluate
+from .results import EvaluationReport, TrialRecord
+from .roc import pair_distances, tpr_at_fpr
 
 __all__ = ["EvaluationReport", "TrialRecord", "VIReIDEvaluator"]
 
@@ -77,121 +75,6 @@ def log_once(logger_: logging.Logger) -> Iterator[None]:
     finally:
         for handler, once in filters:
             handler.removeFilter(once)
-
-
-_HEADLINE = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
-_COLUMNS = ("rank-1", "rank-5", "rank-10", "rank-20", "mAP", "mINP")  # table headers of _HEADLINE
-
-
-@dataclass
-class TrialRecord:
-    """Metrics of one setting on one trial (fractions in [0, 1]; ``cmc`` up to ``max_rank``)."""
-
-    setting: str
-    trial: int
-    protocol: str
-    query_modality: str
-    gallery_modality: str
-    num_query: int
-    num_gallery: int
-    num_valid: int
-    rank1: float
-    rank5: float
-    rank10: float
-    rank20: float
-    mAP: float
-    mINP: float
-    cmc: list[float] = field(repr=False)
-
-
-@dataclass
-class EvaluationReport:
-    """Per-trial records of an evaluation run, with per-setting mean and standard deviation.
-
-    Attributes:
-        dataset: Dataset description (reader repr).
-        records: One :class:`TrialRecord` per (setting, trial), in run order.
-        config: The evaluator's options (flip, metric, re-ranking, ...).
-    """
-
-    dataset: str
-    records: list[TrialRecord]
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def settings(self) -> list[str]:
-        """Setting names in run order."""
-        return list(dict.fromkeys(r.setting for r in self.records))
-
-    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
-        """``{setting: {metric: {"mean", "std", "trials"}}}`` over trials (population std, fractions)."""
-        out: dict[str, dict[str, dict[str, float]]] = {}
-        for name in self.settings():
-            rows = [r for r in self.records if r.setting == name]
-            out[name] = {
-                m: {
-                    "mean": float(np.mean([getattr(r, m) for r in rows])),
-                    "std": float(np.std([getattr(r, m) for r in rows])),
-                    "trials": len(rows),
-                }
-                for m in _HEADLINE
-            }
-        return out
-
-    @property
-    def reranked(self) -> bool:
-        """Whether the distances were k-reciprocal re-ranked (``config["rerank"]``)."""
-        return bool(self.config.get("rerank", False))
-
-    @property
-    def label(self) -> str:
-        """What the numbers are: units, statistic, and re-ranking (with its parameters) when it was on."""
-        text = "%, mean ± std over trials"
-        if self.reranked:
-            c = self.config
-            text += f"; re-ranked (k-reciprocal, k1={c.get('k1')}, k2={c.get('k2')}, lambda={c.get('lambda_value')})"
-        return text
-
-    def to_table(self) -> str:
-        """One row per setting, one column per metric: ``mean ± std`` over trials, in percent.
-
-        The first line names the dataset, the second what the numbers are (:attr:`label`, which says
-        "re-ranked" when they are).
-        """
-        header = f"{'setting':<36} {'trials':>6} " + " ".join(f"{m:>15}" for m in _COLUMNS)
-        lines = [self.dataset, self.label, header, "-" * len(header)]
-        for name, stats in self.summary().items():
-            cells = " ".join(f"{100 * s['mean']:7.2f} ± {100 * s['std']:5.2f}" for s in stats.values())
-            lines.append(f"{name:<36} {stats['mAP']['trials']:>6} {cells}")
-        return "\n".join(lines)
-
-    def to_trial_table(self) -> str:
-        """One row per (setting, trial): rank-1, mAP and mINP in percent (what ``csdn eval -v`` prints)."""
-        lines = [f"{'setting':<36} {'trial':>5} {'rank-1':>7} {'mAP':>7} {'mINP':>7}"]
-        for r in self.records:
-            lines.append(f"{r.setting:<36} {r.trial:>5} {100 * r.rank1:7.2f} {100 * r.mAP:7.2f} {100 * r.mINP:7.2f}")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        settings = ", ".join(self.settings())
-        return (
-            f"EvaluationReport(dataset={self.dataset!r}, settings=[{settings}], records={len(self.records)}, "
-            f"reranked={self.reranked})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: dataset, what the numbers are, config, summary (fractions) and every record."""
-        return {
-            "dataset": self.dataset,
-            "reranked": self.reranked,
-            "label": self.label.replace("%, ", "fractions in [0, 1], "),
-            "config": self.config,
-            "summary": self.summary(),
-            "records": [asdict(r) for r in self.records],
-        }
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        """Write :meth:`to_dict` as JSON atomically (temporary file in the same folder, then ``os.replace``)."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 class VIReIDEvaluator:
@@ -250,7 +133,11 @@ class VIReIDEvaluator:
         self.trials = tuple(trials if trials is not None else dataset.trials)
         if not self.settings or not self.trials:
             raise ValueError("settings and trials must not be empty.")
-        self.transform = transform or build_test_transform(height, width)
+        if transform is None:
+            from ..data.transforms import build_test_transform  # torchvision on first use, not at import
+
+            transform = build_test_transform(height, width)
+        self.transform = transform
         self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
         self.flip, self.flip_mode, self.metric = flip, flip_mode, metric
         self.rerank, self.k1, self.k2, self.lambda_value = rerank, k1, k2, lambda_value
@@ -259,7 +146,12 @@ class VIReIDEvaluator:
     def config(self) -> dict[str, Any]:
         """The options of this evaluator (recorded in reports)."""
         keys = ("flip", "flip_mode", "metric", "rerank", "k1", "k2", "lambda_value", "max_rank", "batch_size")
-        return {"settings": self.settings, "trials": list(self.trials), **{k: getattr(self, k) for k in keys}}
+        return {
+            "settings": self.settings,
+            "trials": list(self.trials),
+            "protocol_trials": list(self.dataset.trials),
+            **{k: getattr(self, k) for k in keys},
+        }
 
     def _features(self, model: nn.Module, samples: list[Sample], modality: str, cache: dict) -> torch.Tensor:
         """Features of ``samples`` (N, D), embedding only those not in ``cache`` (keyed by path and modality)."""
@@ -294,17 +186,19 @@ class VIReIDEvaluator:
         return qf, gf, dist
 
     def evaluate_split(self, model: nn.Module, split: TestSplit, cache: dict | None = None) -> TrialRecord:
-        """Metrics of one :class:`~csdn.data.TestSplit` (one setting, one trial)."""
+        """Metrics of one :class:`~csdn.data.TestSplit` (one setting, one trial), TPR@FPR included."""
         _, _, dist = self.split_distances(model, split, cache)
-        res = evaluate(
-            dist,
-            [s.pid for s in split.query],
-            [s.pid for s in split.gallery],
-            [s.cam for s in split.query],
-            [s.cam for s in split.gallery],
-            protocol=split.protocol,
-            max_rank=self.max_rank,
-        )
+        ids = ([s.pid for s in split.query], [s.pid for s in split.gallery])
+        cams = ([s.cam for s in split.query], [s.cam for s in split.gallery])
+        if len(split.gallery) < self.max_rank:  # the note names the setting (evaluate() alone cannot)
+            logger.info(
+                "%s: gallery has only %d items: CMC clipped to rank %d", split.name, len(split.gallery),
+                len(split.gallery),
+            )  # fmt: skip
+        res = evaluate(dist, *ids, *cams, protocol=split.protocol, max_rank=min(self.max_rank, len(split.gallery)))
+        digest = hashlib.sha256()  # of the images drawn, not their order (which only breaks exact ties)
+        for path in (*sorted(s.path for s in split.query), None, *sorted(s.path for s in split.gallery)):
+            digest.update(b"|" if path is None else f"{path}\0".encode())
         return TrialRecord(
             setting=split.name,
             trial=split.trial,
@@ -318,10 +212,17 @@ class VIReIDEvaluator:
             mAP=res.mAP,
             mINP=res.mINP,
             cmc=[float(x) for x in res.cmc],
+            split_digest=digest.hexdigest()[:16],
+            tpr_at_fpr=tpr_at_fpr(*pair_distances(dist, *ids, *cams, protocol=split.protocol)),
         )
 
     def run(
-        self, model: nn.Module, trials: int | Sequence[int] | None = None, settings: Sequence[dict] | None = None
+        self,
+        model: nn.Module,
+        trials: int | Sequence[int] | None = None,
+        settings: Sequence[dict] | None = None,
+        *,
+        chance: bool = False,
     ) -> EvaluationReport:
         """Evaluate ``model`` on every setting and trial.
 
@@ -329,20 +230,25 @@ class VIReIDEvaluator:
             model: Module with ``encode_image(images, modality)``.
             trials: Override the trials: a sequence of trial ids, or an int n for the first n configured trials.
             settings: Override the settings.
+            chance: Also estimate the chance level of the same settings and trials
+                (:func:`csdn.evaluation.chance.chance_level`), printed under the table.
 
         Returns:
-            An :class:`EvaluationReport`.
+            An :class:`EvaluationReport` whose ``config["trials"]`` lists exactly the trials evaluated.
         """
         run_trials = self.trials if trials is None else (self.trials[:trials] if isinstance(trials, int) else trials)
         if len(run_trials) == 0:
             raise ValueError(f"trials selects no trial (configured: {list(self.trials)}).")
         cache: dict = {}
         records = []
+        run_settings = self.settings if settings is None else [dict(s) for s in settings]
         with log_once(logging.getLogger("csdn.evaluation")):  # e.g. "CMC clipped" once, not once per trial
-            for setting in self.settings if settings is None else settings:
+            for setting in run_settings:
                 for trial in run_trials:
                     records.append(self._run_one(model, setting, trial, cache))
-        return EvaluationReport(dataset=repr(self.dataset), records=records, config=self.config())
+        config = {**self.config(), "settings": run_settings, "trials": [int(t) for t in run_trials]}
+        level = chance_level(self.dataset, run_settings, list(run_trials)) if chance else None
+        return EvaluationReport(dataset=str(self.dataset), records=records, config=config, chance=level)
 
     def _run_one(self, model: nn.Module, setting: dict, trial: int, cache: dict) -> TrialRecord:
         record = self.evaluate_split(model, self.dataset.test(**setting, trial=trial), cache)

@@ -22,7 +22,6 @@ from .._progress import Progress, ProgressReport
 from ..data import Modality
 from ..data.loaders import ImageDataset
 from ..data.samples import Sample
-from ..data.transforms import build_test_transform
 
 __all__ = ["FLIP_DEFAULT", "FLIP_MODES", "encode_images", "extract_features", "model_device"]
 
@@ -108,8 +107,12 @@ def extract_features(
     if not callable(getattr(model, "encode_image", None)):
         raise ValueError(f"model must have an encode_image(images, modality) method; got {type(model).__name__}.")
     dev = torch.device(device) if device is not None else model_device(model)
+    if transform is None:
+        from ..data.transforms import build_test_transform  # torchvision on first use, not at import
+
+        transform = build_test_transform()
     loader = DataLoader(
-        ImageDataset(samples, transform or build_test_transform()),
+        ImageDataset(samples, transform),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

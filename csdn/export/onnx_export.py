@@ -23,7 +23,6 @@ from .._optional import require
 from .._version import __version__
 from ..data import Modality
 from ..data.images import check_image_size
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..evaluation.features import FLIP_DEFAULT, FLIP_MODES, encode_images, model_device
 from ..inference import load_model
 
@@ -57,6 +56,7 @@ class ImageEncoderExport(nn.Module):
 
 
 def _metadata(modality: str, image_size: tuple[int, int], flip: str, dim: int) -> dict[str, str]:
+    from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD  # torchvision on first use (csdn --help)
 
     return {
         "producer": f"csdn {__version__}",

@@ -27,7 +27,6 @@ from torch.utils.data import DataLoader
 from .._progress import Progress, ProgressReport
 from ..data import Modality
 from ..data.images import ImageInput, InputDataset, SkippedInput, check_image_size, collate_skipping, split_inputs
-from ..data.transforms import build_test_transform
 from ..evaluation.features import FLIP_DEFAULT, FLIP_MODES, encode_images, model_device
 from ..models.checkpoint import load_model_file
 
@@ -148,6 +147,8 @@ class FeatureExtractor:
         self.image_size = check_image_size(image_size or trained_size or (288, 144))
         self.batch_size, self.flip, self.flip_mode, self.num_workers = batch_size, bool(flip), flip_mode, num_workers
         self.autocast_dtype = autocast_dtype
+        from ..data.transforms import build_test_transform  # torchvision on first use, not at import
+
         self.transform = build_test_transform(*self.image_size)
         #: Image files the last call with ``skip_bad=True`` skipped (position, path, reason), in input order.
         self.skipped: list[SkippedInput] = []

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from ..evaluation import evaluate
-from ..evaluation.protocols import get_protocol
+from ..evaluation.roc import ROCCurve as ROCCurve
+from ..evaluation.roc import pair_distances, roc_curve
+from ..evaluation.roc import removed_pairs as _removed
 
 __all__ = [
     "CameraMatrix",
@@ -50,16 +52,6 @@ def _check(distmat: Any, q_pids: Any, g_pids: Any) -> tuple[np.ndarray, np.ndarr
             "pass one id per row and per column"
         )
     return dist, qp, gp
-
-
-def _removed(protocol: str, qp: np.ndarray, gp: np.ndarray, qc: Any, gc: Any) -> np.ndarray:
-    """Bool (Q, G): the pairs the protocol leaves out (all False when it removes nothing)."""
-    proto = get_protocol(protocol)
-    if proto.needs_cams and (qc is None or gc is None):
-        raise ValueError(f"protocol {proto.name!r} needs camera ids: pass q_cams and g_cams")
-    cams = (None, None) if qc is None else (torch.as_tensor(_numpy(qc)), torch.as_tensor(_numpy(gc)))
-    mask = proto.removed(torch.as_tensor(qp), torch.as_tensor(gp), *cams)
-    return np.zeros((qp.size, gp.size), dtype=bool) if mask is None else mask.numpy()
 
 
 # ------------------------------------------------------------------------------------------------ camera matrix
@@ -130,49 +122,10 @@ def distance_distributions(
     """Distances of matching (same identity) and non-matching pairs, leaving out the pairs the protocol removes.
 
     Returns:
-        ``(matching, non_matching)``: 1-D float64 arrays.
+        ``(matching, non_matching)``: 1-D float64 arrays (:func:`csdn.evaluation.roc.pair_distances`).
     """
-    dist, qp, gp = _check(distmat, q_pids, g_pids)
-    kept = ~_removed(protocol, qp, gp, q_cams, g_cams)
-    same = qp[:, None] == gp[None, :]
-    return dist[same & kept], dist[~same & kept]
-
-
-@dataclass
-class ROCCurve:
-    """ROC of the rule "same identity if distance <= threshold".
-
-    Attributes:
-        fpr: False-positive rates, increasing from 0 to 1 (one point per distinct threshold, plus the origin).
-        tpr: True-positive rates at the same thresholds.
-        thresholds: Distance thresholds (``-inf`` for the origin).
-        auc: Area under the curve (trapezoidal), the probability that a random matching pair is closer than a
-            random non-matching one (ties count one half).
-    """
-
-    fpr: np.ndarray
-    tpr: np.ndarray
-    thresholds: np.ndarray
-    auc: float
-
-
-def roc_curve(matching: Any, non_matching: Any) -> ROCCurve:
-    """ROC curve of matching vs non-matching distances (vectorised: one sort and two cumulative sums).
-
-    Raises:
-        ValueError: if either set is empty.
-    """
-    pos, neg = _numpy(matching, np.float64).reshape(-1), _numpy(non_matching, np.float64).reshape(-1)
-    if pos.size == 0 or neg.size == 0:
-        raise ValueError(f"need matching and non-matching distances, got {pos.size} and {neg.size}")
-    values = np.concatenate([pos, neg])
-    is_pos = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
-    order = np.argsort(values, kind="stable")
-    values, is_pos = values[order], is_pos[order]
-    last_of_value = np.r_[np.flatnonzero(np.diff(values)), values.size - 1]  # one point per distinct threshold
-    tp, fp = np.cumsum(is_pos)[last_of_value], np.cumsum(1 - is_pos)[last_of_value]
-    tpr, fpr = np.r_[0.0, tp / pos.size], np.r_[0.0, fp / neg.size]
-    return ROCCurve(fpr, tpr, np.r_[-np.inf, values[last_of_value]], float(np.trapezoid(tpr, fpr)))
+    _check(distmat, q_pids, g_pids)
+    return pair_distances(distmat, q_pids, g_pids, q_cams, g_cams, protocol)
 
 
 # ------------------------------------------------------------------------------------------- hardest queries

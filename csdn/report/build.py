@@ -14,11 +14,14 @@ from .writer import analyse_split, write_report
 __all__ = ["build_report", "check_report_dir"]
 
 
-def check_report_dir(path: str | os.PathLike) -> Path:
+def check_report_dir(path: str | os.PathLike, force: bool = False) -> Path:
     """Check, before any work, that a report can be written to folder ``path``, and that matplotlib is there.
 
+    The overwrite policy of every ``csdn eval`` output (``--json`` too): an existing non-empty folder is refused
+    unless ``force`` (``--force``), so an earlier report is never replaced by accident.
+
     Raises:
-        ValueError: ``path`` is an existing file, or a non-empty folder that is not a csdn report.
+        ValueError: ``path`` is an existing file, or a non-empty folder and ``force`` is false.
         ImportError: without matplotlib, naming the extra (``pip install "csdn[viz]"``).
     """
     from .._optional import require
@@ -26,10 +29,11 @@ def check_report_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--report {str(path)!r} is a file; pass a folder for index.html and its figures")
-    if path.is_dir() and any(path.iterdir()) and not (path / "index.html").is_file():
+    if path.is_dir() and any(path.iterdir()) and not force:
+        what = "an earlier report" if (path / "index.html").is_file() else "files that are not a report"
         raise ValueError(
-            f"--report {str(path)!r} is a non-empty folder without a report (index.html); pass a new or empty "
-            "folder, or an older report folder to overwrite"
+            f"--report {str(path)!r} is a non-empty folder ({what}); pass --force to overwrite it, or a new or "
+            "empty folder"
         )
     require("matplotlib", "viz")
     return path
@@ -72,7 +76,7 @@ def build_report(
     _, _, dist = evaluator.split_distances(model, split)
     analysis = analyse_split(dist, split, num=num_queries, topk=topk)
     device = evaluator.device if evaluator.device is not None else next(model.parameters()).device
-    info = provenance(checkpoint=checkpoint, dataset=evaluator.dataset, device=device, **extra)
+    info = provenance(checkpoint=checkpoint, dataset=evaluator.dataset, device=device, trials=report.trials(), **extra)
     if title is None:
         name = getattr(evaluator.dataset, "name", "dataset")
         where = "/".join(Path(checkpoint).parts[-3:]) if checkpoint is not None else None  # run/checkpoints/final.pt

@@ -67,7 +67,7 @@ def plot_ablation(
     width = 0.8 / len(metrics)
     for k, metric in enumerate(metrics):
         means = [100 * r[metric] for r in rows.values()]
-        stds = [100 * r.get(f"{metric}_std", 0.0) for r in rows.values()]
+        stds = [100 * (r.get(f"{metric}_std") or 0.0) for r in rows.values()]  # None (no spread): no error bar
         label = {"rank1": "rank-1", "rank10": "rank-10"}.get(metric, metric)
         bars = axis.bar(x + (k - (len(metrics) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=label)
         axis.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)

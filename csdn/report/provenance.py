@@ -7,12 +7,14 @@ import hashlib
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._version import __version__
+from ..evaluation.results import trial_list
 
 __all__ = ["sha256_file", "git_commit", "provenance"]
 
@@ -38,15 +40,18 @@ def git_commit() -> str | None:
     return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
-def _dataset_lines(dataset: Any) -> dict[str, str]:
+def _dataset_lines(dataset: Any, trials: Sequence[int] | None) -> dict[str, str]:
     stats = dataset.stats()
+    evaluated = stats["trials"] if trials is None else list(trials)
     lines = {
         "dataset": str(stats["name"]),
         "dataset root": str(Path(stats["root"]).resolve()),
         "training split": f"{stats['train_ids']} ids, {stats['train_visible']} visible + "
         f"{stats['train_infrared']} infrared images",
-        "trials": ", ".join(str(t) for t in stats["trials"]),
+        "trials evaluated": ", ".join(str(t) for t in evaluated),
     }
+    if sorted(evaluated) != sorted(stats["trials"]):
+        lines["trials evaluated"] += f" (the protocol has {trial_list(stats['trials'])})"
     for row in stats["test"]:
         lines[f"test: {row['setting']}"] = (
             f"{row['query']} queries ({row['query_ids']} ids), {row['gallery']} gallery images "
@@ -56,7 +61,12 @@ def _dataset_lines(dataset: Any) -> dict[str, str]:
 
 
 def provenance(
-    *, checkpoint: str | os.PathLike | None = None, dataset: Any = None, device: Any = None, **extra: Any
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    dataset: Any = None,
+    device: Any = None,
+    trials: Sequence[int] | None = None,
+    **extra: Any,
 ) -> dict[str, str | None]:
     """``{label: value}`` describing an evaluation, in display order.
 
@@ -64,6 +74,7 @@ def provenance(
         checkpoint: The evaluated checkpoint file (its absolute path and SHA-256 are recorded).
         dataset: The dataset reader (its root and split statistics are recorded).
         device: Where the model ran.
+        trials: The trials evaluated (default: all of the dataset's protocol).
         **extra: More ``label=value`` pairs appended at the end.
     """
     out: dict[str, str | None] = {}
@@ -71,7 +82,7 @@ def provenance(
         out["checkpoint"] = str(Path(checkpoint).resolve())
         out["checkpoint sha256"] = sha256_file(checkpoint)
     if dataset is not None:
-        out.update(_dataset_lines(dataset))
+        out.update(_dataset_lines(dataset, trials))
     out.update({
         "csdn version": __version__,
         "git commit": git_commit(),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text
+from ..evaluation.results import NO_STD
 from .analysis import CameraMatrix, HardQuery, ROCCurve, camera_matrix, distance_distributions, hardest_queries
 from .analysis import roc_curve as _roc_curve
 from .html import Markup, definition_list, image_data_uri, join, render_page, table, tag, thumbnail_data_uri
@@ -73,18 +74,50 @@ def analyse_split(distmat: Any, split: Any, *, num: int = 8, topk: int = 10) -> 
     )
 
 
-def _pct(mean: float, std: float | None = None) -> str:
-    return f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
+def _pct(mean: float | None, std: float | None = None) -> str:
+    """``mean ± std`` in percent; ``—`` for a missing standard deviation (trials that do not differ) or value."""
+    if mean is None:
+        return NO_STD
+    return f"{100 * mean:.2f} ± " + (NO_STD if std is None else f"{100 * std:.2f}")
 
 
-def results_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Markup:
-    """Per-setting ``mean ± std`` over trials (percent) of every headline metric."""
+def results_table(summary: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> Markup:
+    """Per-setting ``mean ± std`` over trials (percent) of every headline metric (``—``: no std, see the notes)."""
     header = ["setting", "trials", *(_NAMES.get(m, m) for m in HEADLINE)]
     rows = [
         [name, int(stats["mAP"]["trials"]), *(_pct(stats[m]["mean"], stats[m]["std"]) for m in HEADLINE)]
         for name, stats in summary.items()
     ]
     return table(header, rows)
+
+
+def operating_points_table(report: Any) -> Markup:
+    """TPR at FPR 1e-4, 1e-3 and 1e-2 per setting (percent, mean ± std over trials; ``—``: not measurable)."""
+    points = report.operating_points()
+    keys = list(next(iter(points.values())))
+    rows = [[name, *(_pct(p[k]["mean"], p[k]["std"]) for k in keys)] for name, p in points.items()]
+    return table(["setting", *(f"TPR@FPR={k}" for k in keys)], rows)
+
+
+def _results_section(report: Any, cmc: Path) -> list[Markup]:
+    notes = [tag("p", line, class_="note") for line in report.notes()]
+    return [
+        tag("h2", "Results"),
+        tag("p", report.caption() + ".", class_="note"),
+        results_table(report.summary()),
+        *notes,
+        tag("h2", "TPR at fixed FPR"),
+        tag(
+            "p",
+            "Verification view of the same rankings: the share of genuine (same-identity) query-gallery pairs "
+            "accepted by the distance threshold that lets at most the given share of impostor pairs through "
+            "(pairs the protocol removes left out; — where a split has fewer than 1 / FPR impostor pairs).",
+            class_="note",
+        ),
+        operating_points_table(report),
+        tag("h2", "CMC curves"),
+        tag("img", src=image_data_uri(cmc), alt="CMC curves", class_="plot"),
+    ]
 
 
 def _matrix_table(cameras: CameraMatrix, values: np.ndarray, what: str) -> Markup:
@@ -188,19 +221,12 @@ def write_report(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = report.summary()
     curves = {}
     for name in report.settings():
         rows = [r for r in report.records if r.setting == name]
         curves[name] = np.mean([r.cmc for r in rows], axis=0)
     cmc = plot_cmc(curves, out_dir / "cmc.png", title="CMC (mean over trials)")
-    body = [
-        tag("h2", "Results"),
-        tag("p", f"{report.dataset} — percent, mean ± std over trials.", class_="note"),
-        results_table(summary),
-        tag("h2", "CMC curves"),
-        tag("img", src=image_data_uri(cmc), alt="CMC curves", class_="plot"),
-    ]
+    body = _results_section(report, cmc)
     if analysis is not None:
         body.append(_analysis_section(analysis, out_dir))
     if provenance:

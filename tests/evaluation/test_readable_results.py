@@ -16,7 +16,7 @@ from csdn.data.samples import Sample, TrainSplit
 from csdn.data.samples import TestSplit as _TestSplit  # not collected by pytest
 from csdn.evaluation import VIReIDEvaluator, evaluate
 
-CELL = r"(\d+\.\d\d) ±\s+(\d+\.\d\d)"
+CELL = r"(\d+\.\d\d) ±\s+(\d+\.\d\d|—)"
 ROW = re.compile(r"^(?P<name>\S.*?)\s+(?P<trials>\d+)\s+" + r"\s+".join([CELL] * 6) + r"$")
 
 
@@ -33,21 +33,31 @@ def plain_report(tiny_sysu):
 
 def test_the_table_parses_to_the_trial_means_and_stds(plain_report):
     lines = plain_report.to_table().splitlines()
-    assert lines[0] == plain_report.dataset
-    assert lines[1] == "%, mean ± std over trials"
-    assert lines[2].split() == ["setting", "trials", "rank-1", "rank-5", "rank-10", "rank-20", "mAP", "mINP"]
-    rows = [ROW.match(line) for line in lines[4:]]
+    assert lines[0] == (
+        f"{plain_report.dataset}: CMC rank-k accuracy, mAP and mINP in percent, mean ± standard deviation over "
+        "trials 0-2"
+    )
+    assert lines[1].split() == ["setting", "trials", "rank-1", "rank-5", "rank-10", "rank-20", "mAP", "mINP"]
+    rows = [ROW.match(line) for line in lines[3:7]]
     assert all(rows) and [m["name"] for m in rows] == plain_report.settings()
     for match in rows:
         records = [r for r in plain_report.records if r.setting == match["name"]]
         assert int(match["trials"]) == len(records) == 3
-        cells = [float(x) for x in match.groups()[2:]]
+        cells = match.groups()[2:]
+        same_draw = "multi-shot" in match["name"]  # 2 images per folder: every trial draws all of them
         for i, metric in enumerate(("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")):
             values = [100 * getattr(r, metric) for r in records]
             mean = sum(values) / 3
             std = (sum((v - mean) ** 2 for v in values) / 3) ** 0.5  # population std over trials
-            assert cells[2 * i] == pytest.approx(mean, abs=0.006), metric
-            assert cells[2 * i + 1] == pytest.approx(std, abs=0.006), metric
+            assert float(cells[2 * i]) == pytest.approx(mean, abs=0.006), metric
+            if same_draw:
+                assert cells[2 * i + 1] == "—", metric
+            else:
+                assert float(cells[2 * i + 1]) == pytest.approx(std, abs=0.006), metric
+    assert lines[7:] == [
+        f"— sysu {mode}-search multi-shot: no standard deviation, its 3 trials drew the same query and gallery images"
+        for mode in ("all", "indoor")
+    ]
 
 
 def test_per_trial_lines_only_when_verbose(plain_report):
@@ -66,7 +76,7 @@ def test_re_ranked_results_are_labelled(tiny_sysu, plain_report, tmp_path):
     from .conftest import PoolingModel
 
     reranked = _evaluator(tiny_sysu, rerank=True, k1=4, k2=2).run(PoolingModel(), trials=1)
-    assert "re-ranked (k-reciprocal, k1=4, k2=2, lambda=0.3)" in reranked.to_table().splitlines()[1]
+    assert "re-ranked (k-reciprocal, k1=4, k2=2, lambda=0.3)" in reranked.to_table().splitlines()[0]
     assert "re-ranked" not in plain_report.to_table()
     reranked.to_json(tmp_path / "r.json")
     plain_report.to_json(tmp_path / "p.json")

@@ -36,7 +36,8 @@ def test_report_folder_is_checked_before_evaluating(trained, sysu_root, tmp_path
     (tmp_path / "file").write_text("x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
-    for target, phrase in (("file", "is a file"), ("full", "non-empty folder without a report")):
+    refusals = (("file", "is a file"), ("full", "non-empty folder (files that are not a report); pass --force"))
+    for target, phrase in refusals:
         code = main(
             ["eval", "--root", str(sysu_root), "--checkpoint", str(trained), "--report", str(tmp_path / target)]
         )

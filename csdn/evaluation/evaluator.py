@@ -102,6 +102,11 @@ class TrialRecord:
     mAP: float
     mINP: float
     cmc: list[float] = field(repr=False)
+    #: Per valid query, in query order: AP and whether the first match is at rank 1 (0/1); for paired statistics.
+    query_ap: list[float] = field(default_factory=list, repr=False)
+    query_rank1: list[int] = field(default_factory=list, repr=False)
+    #: Positions (0-based, in ``split.query``) of the queries without a true match (left out of the lists above).
+    invalid_queries: list[int] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -318,6 +323,9 @@ class VIReIDEvaluator:
             mAP=res.mAP,
             mINP=res.mINP,
             cmc=[float(x) for x in res.cmc],
+            query_ap=[round(float(x), 6) for x in res.ap],
+            query_rank1=[int(x == 0) for x in res.first],
+            invalid_queries=[int(i) for i in np.flatnonzero(~res.valid)],
         )
 
     def run(

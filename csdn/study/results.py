@@ -58,11 +58,9 @@ def _comparisons(cells_runs: dict[str, list[tuple[RunSpec, dict]]], setting: str
             continue
         entry: dict[str, Any] = {"setting": setting, "a": b, "b": a, "runs": len(shared)}
         for metric in CI_METRICS:
-            def units(runs: dict, metric: str = metric) -> list:
-                return [query_values([r for r in runs[k]["records"] if r["setting"] == setting], metric)
-                        for k in shared]  # fmt: skip
-
-            c = paired_comparison(units(runs_b), units(runs_a), resamples=RESAMPLES, permutations=PERMUTATIONS)
+            units_a, units_b = ([query_values([r for r in runs[k]["records"] if r["setting"] == setting], metric)
+                                 for k in shared] for runs in (runs_a, runs_b))  # fmt: skip
+            c = paired_comparison(units_b, units_a, resamples=RESAMPLES, permutations=PERMUTATIONS)
             entry[metric] = {"difference": c.difference, "ci": [c.low, c.high], "p": c.p_value, "queries": c.queries}
         out.append(entry)
     return out

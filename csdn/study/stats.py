@@ -186,7 +186,8 @@ def sign_flip_pvalue(terms: np.ndarray, permutations: int = 9999, seed: int = 0)
     if exact:
         bits = (np.arange(2 ** len(terms))[:, None] >> np.arange(len(terms))) & 1
         null = (1 - 2 * bits) @ terms
-        greater, less, total, adjust = int((null >= observed - tol).sum()), int((null <= observed + tol).sum()), len(null), 0
+        greater, less = int((null >= observed - tol).sum()), int((null <= observed + tol).sum())
+        total, adjust = len(null), 0
     else:
         rng = np.random.default_rng(seed)
         chunk = max(1, (1 << 22) // len(terms))

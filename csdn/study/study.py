@@ -86,7 +86,8 @@ class Study:
         known = []
         if self.plan_path.is_file():  # keep runs an earlier, larger call planned
             names = {r.name for r in self.runs}
-            known = [r for r in json.loads(self.plan_path.read_text(encoding="utf-8"))["runs"] if r["name"] not in names]
+            recorded = json.loads(self.plan_path.read_text(encoding="utf-8"))["runs"]
+            known = [r for r in recorded if r["name"] not in names]
         record = plan_record(self.runs, self.options)
         record["runs"] = known + record["runs"]
         atomic_write_text(self.plan_path, json.dumps(record, indent=2) + "\n")

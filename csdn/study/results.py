@@ -149,9 +149,11 @@ def _html(title: str, results: dict[str, Any], runs: Sequence[RunSpec], out: Pat
             tag("p", results["method"])]  # fmt: skip
     for name, header, rows in _tables(results):
         body += [tag("h2", name), table(header, rows)]
-    links = [[tag("a", r.name, href=str((r.run_dir / "eval.json").relative_to(out))) if (r.run_dir / "eval.json")
-              .is_file() else r.name, r.variant, str(r.seed), "-" if r.split is None else str(r.split)]
-             for r in runs]  # fmt: skip
+    links = []
+    for r in runs:  # a run's report if it has one, else its eval.json
+        target = next((p for p in (r.run_dir / "report" / "index.html", r.run_dir / "eval.json") if p.is_file()), None)
+        name = r.name if target is None else tag("a", r.name, href=target.relative_to(out).as_posix())
+        links.append([name, r.variant, str(r.seed), "-" if r.split is None else str(r.split)])
     body += [tag("h2", "Runs"), table(["run", "variant", "seed", "split"], links), tag("h2", "Study"),
              definition_list({k: str(v) for k, v in options.items()})]  # fmt: skip
     return render_page(title, "", join(body))

@@ -92,13 +92,20 @@ class Study:
         record["runs"] = known + record["runs"]
         atomic_write_text(self.plan_path, json.dumps(record, indent=2) + "\n")
 
-    def run(self, executor: StudyExecutor | None = None, out: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        executor: StudyExecutor | None = None,
+        out: Callable[[str], Any] | None = None,
+        before_results: Callable[[], Any] | None = None,
+    ) -> dict[str, Any]:
         """Execute the runs not finished yet, then collect and write the results.
 
         Args:
             executor: Where runs execute (default :class:`~csdn.study.executors.LocalExecutor`).
             out: Called with each progress line (default: the ``csdn.study`` logger at INFO); every line also
                 goes to ``study.log``.
+            before_results: Called once the runs are done, before the results are written (e.g. per-run reports
+                that the index page then links).
 
         Returns:
             The results (:func:`csdn.study.results.collect`).
@@ -106,14 +113,17 @@ class Study:
         from .runner import run_state
 
         executor = executor or LocalExecutor()
+        check_plan(self.plan_path, self.runs)
+        states = {run.name: run_state(run) for run in self.runs}  # refuses a folder of another configuration first
         self.out.mkdir(parents=True, exist_ok=True)
         self.record_plan()
-        states = {run.name: run_state(run) for run in self.runs}  # refuses a folder of another configuration first
         todo = [run for run in self.runs if states[run.name] != "done"]
         say = self._progress(out)
         say(f"study {self.out}: {len(self.runs)} runs, {len(self.runs) - len(todo)} finished earlier, "
             f"{len(todo)} to run ({executor.describe()})")  # fmt: skip
         self._execute(executor, todo, say)
+        if before_results is not None:
+            before_results()
         results, written = write_results(self.out, self.runs, self.options, self.stem, self.title)
         say(f"results: {', '.join(str(p) for p in written)}")
         return results

@@ -26,7 +26,7 @@ from ..engine.schedules import fit_schedules
 __all__ = ["RUNTIME_FREE", "RunSpec", "Variant", "check_plan", "flat_config", "parse_numbers", "plan_runs"]
 
 #: Config fields that may differ between an interrupted study and its continuation (execution only).
-RUNTIME_FREE = ("runtime.device", "runtime.progress", "runtime.log_every", "runtime.tensorboard")
+RUNTIME_FREE = ("runtime.device", "runtime.progress", "runtime.log_every", "runtime.log_lines", "runtime.tensorboard")
 #: Config fields a study sets itself for every run.
 STUDY_KEYS = ("runtime.seed", "data.trial", "runtime.output_dir", "model.variant", "model.integrator")
 

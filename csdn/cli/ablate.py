@@ -2,11 +2,12 @@
 
 Every chosen variant (``csdn.models.factory.ABLATIONS``; default all five) is trained from the same preset, seed
 and ``--set`` overrides into its own run folder ``OUT/<variant>/`` by :class:`csdn.study.Study` (one seed, one
-split, the local executor): a finished variant is skipped, one with only ``checkpoints/last.pt`` resumes from
-it, and ``OUT/ablation_plan.json`` records every run's configuration (a later call with other settings, or a run
-folder trained with another configuration, is refused). The results are the study's (``OUT/ablation.{md,json}``,
-``OUT/index.html``, the table printed at the end; ``csdn study`` adds seeds and splits to the same grid), plus a
-report per variant (``OUT/<variant>/report/index.html``) and the chart ``OUT/ablation.png``.
+split, the local executor; under ``torchrun`` every rank trains each variant, rank 0 evaluates and writes): a
+finished variant is skipped, one with only ``checkpoints/last.pt`` resumes from it, and ``OUT/ablation_plan.json``
+records every run's configuration (a later call with other settings, or a run folder trained with another
+configuration, is refused). The results are the study's (``OUT/ablation.{md,json}``, ``OUT/index.html``, the
+table printed at the end; ``csdn study`` adds seeds and splits to the same grid), plus a report per variant
+(``OUT/<variant>/report/index.html``) and the chart ``OUT/ablation.png``.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _seed_and_split(args: argparse.Namespace) -> tuple[str, int, int, list[str]]
 def cmd_ablate(args: argparse.Namespace) -> int:
     """Run ``csdn ablate`` (see the module docstring)."""
     from ..data import open_dataset
-    from ..engine.distributed import dist_info_from_env, resolve_device
+    from ..engine.distributed import cleanup_distributed, dist_info_from_env, init_distributed, resolve_device
     from ..study import LocalExecutor, Study, Variant
 
     if args.trials is not None and args.trials < 1:
@@ -83,9 +84,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     for item in args.overrides:
         if item.partition("=")[0].strip() in VARIANT_KEYS:
             raise ValueError(f"--set {item!r} is not allowed: ablate sets {item.partition('=')[0].strip()} itself")
-    if dist_info_from_env().world_size > 1:
-        raise ValueError("csdn ablate trains one variant per process: run it without torchrun, or use "
-                         "csdn study --executor processes/slurm for parallel runs")  # fmt: skip
     if not args.no_report:
         from .._optional import require
 
@@ -106,7 +104,16 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
             write_variant_reports(study.runs, resolve_device("auto"), args.trust_code)
 
-    results = study.run(LocalExecutor(), out=print, before_results=reports)
+    info = dist_info_from_env()  # under torchrun every rank trains each variant; rank 0 evaluates and writes
+    device = resolve_device(study.runs[0].config["runtime"]["device"], info)
+    init_distributed(device, info)
+    try:
+        executor = LocalExecutor(trust_code=args.trust_code, dist_info=info)
+        results = study.run(executor, out=print, before_results=reports, is_main=info.is_main)
+    finally:
+        cleanup_distributed()
+    if not info.is_main:
+        return 0
     if not args.no_report:
         from .ablate_results import write_chart
 

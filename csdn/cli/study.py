@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .options import add_trust_code
+
 __all__ = ["add_study_parser", "cmd_study"]
 
 EXECUTORS = ("local", "processes", "slurm", "submitit-local")
@@ -60,6 +62,7 @@ def add_study_parser(sub: Any) -> None:
                    help="slurm: a submitit parameter per run, e.g. timeout_min=720, slurm_partition=gpu, "
                    "gpus_per_node=1, cpus_per_task=8, mem_gb=32 (repeatable)")  # fmt: skip
     p.add_argument("--parallel", type=int, default=16, help="slurm: array tasks running at once (default 16)")
+    add_trust_code(p)
     p.set_defaults(func=cmd_study)
 
 
@@ -100,10 +103,10 @@ def _executor(args: argparse.Namespace) -> Any:
     from ..study import LocalExecutor, ProcessExecutor, SubmititExecutor, parse_numbers
 
     if args.executor == "local":
-        return LocalExecutor(args.threads)
+        return LocalExecutor(args.threads, args.trust_code)
     if args.executor == "processes":
         gpus = parse_numbers(args.gpus, "--gpus") if args.gpus else None
-        return ProcessExecutor(args.workers, args.threads, gpus)
+        return ProcessExecutor(args.workers, args.threads, gpus, args.trust_code)
     resources: dict[str, Any] = {}
     for item in args.slurm:
         key, sep, value = item.partition("=")
@@ -111,7 +114,7 @@ def _executor(args: argparse.Namespace) -> Any:
             raise ValueError(f"--slurm {item!r} is not KEY=VALUE (e.g. timeout_min=720)")
         resources[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
     cluster = "local" if args.executor == "submitit-local" else "slurm"
-    return SubmititExecutor(f"{args.out}/submitit", cluster, args.parallel, args.threads, **resources)
+    return SubmititExecutor(f"{args.out}/submitit", cluster, args.parallel, args.threads, args.trust_code, **resources)
 
 
 def cmd_study(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ __all__ = ["LocalExecutor", "ProcessExecutor", "SubmititExecutor", "StudyExecuto
 class StudyExecutor:
     """Base class: ``map(runs)`` yields one :class:`RunOutcome` per run, in completion order."""
 
-    #: Runs that execute at the same time (for the study's ETA).
+    #: Runs that execute at the same time.
     parallel: int = 1
 
     def map(self, runs: Sequence[RunSpec]) -> Iterator[RunOutcome]:
@@ -41,14 +41,20 @@ class StudyExecutor:
 
 
 class LocalExecutor(StudyExecutor):
-    """Run after run in this process (``threads``: torch CPU threads, ``None`` = unchanged)."""
+    """Run after run in this process.
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads
+    Args:
+        threads: torch CPU threads (``None``: unchanged).
+        trust_code: Let CLIP TorchScript archives run their own code.
+        dist_info: Under ``torchrun`` (process group initialised): every rank trains each run, rank 0 evaluates.
+    """
+
+    def __init__(self, threads: int | None = None, trust_code: bool = False, dist_info: Any = None) -> None:
+        self.threads, self.trust_code, self.dist_info = threads, trust_code, dist_info
 
     def map(self, runs: Sequence[RunSpec]) -> Iterator[RunOutcome]:
         for run in runs:
-            yield execute_run(run, self.threads)
+            yield execute_run(run, self.threads, trust_code=self.trust_code, dist_info=self.dist_info)
 
     def describe(self) -> str:
         return "local, sequential"
@@ -74,9 +80,12 @@ class ProcessExecutor(StudyExecutor):
         workers: Worker processes (default: one per GPU in ``gpus``, else 2).
         threads: torch CPU threads per worker (default: CPU cores // workers, at least 1).
         gpus: GPU indices, one worker each (each worker sees only its GPU as ``cuda:0``).
+        trust_code: Let CLIP TorchScript archives run their own code.
     """
 
-    def __init__(self, workers: int | None = None, threads: int | None = None, gpus: Sequence[int] | None = None):
+    def __init__(self, workers: int | None = None, threads: int | None = None, gpus: Sequence[int] | None = None,
+                 trust_code: bool = False) -> None:  # fmt: skip
+        self.trust_code = trust_code
         if gpus is not None and workers is not None and workers != len(gpus):
             raise ValueError(f"workers={workers} but {len(gpus)} GPUs given: one worker per GPU")
         self.gpus = list(gpus) if gpus is not None else None
@@ -97,7 +106,7 @@ class ProcessExecutor(StudyExecutor):
                 devices.put(gpu)
         with ProcessPoolExecutor(self.parallel, mp_context=context, initializer=_init_worker,
                                  initargs=(devices, self.threads)) as pool:  # fmt: skip
-            futures = [pool.submit(execute_run, run) for run in runs]
+            futures = [pool.submit(execute_run, run, trust_code=self.trust_code) for run in runs]
             for future in as_completed(futures):
                 yield future.result()
 
@@ -109,17 +118,17 @@ class ProcessExecutor(StudyExecutor):
 class _SubmittedRun:
     """The callable a submitit job runs; on preemption/time-out submitit calls :meth:`checkpoint` to requeue it."""
 
-    def __init__(self, run: RunSpec, threads: int | None) -> None:
-        self.run, self.threads = run, threads
+    def __init__(self, run: RunSpec, threads: int | None, trust_code: bool = False) -> None:
+        self.run, self.threads, self.trust_code = run, threads, trust_code
 
     def __call__(self) -> RunOutcome:
-        return execute_run(self.run, self.threads)
+        return execute_run(self.run, self.threads, trust_code=self.trust_code)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Requeue the same run: it resumes from the ``last.pt`` its interrupted job left."""
         from submitit.helpers import DelayedSubmission
 
-        return DelayedSubmission(_SubmittedRun(self.run, self.threads))
+        return DelayedSubmission(_SubmittedRun(self.run, self.threads, self.trust_code))
 
 
 class SubmititExecutor(StudyExecutor):
@@ -128,20 +137,22 @@ class SubmititExecutor(StudyExecutor):
     Args:
         folder: submitit's folder for job scripts, logs and pickles (e.g. ``OUT/slurm``).
         cluster: ``"slurm"``, ``"local"`` (local processes, for tests) or ``None`` (Slurm if available, else local).
-        parallel: Array tasks running at once (``slurm_array_parallelism``; also the study's ETA divisor).
+        parallel: Array tasks running at once (``slurm_array_parallelism``).
         threads: torch CPU threads per run (default: ``cpus_per_task``).
+        trust_code: Let CLIP TorchScript archives run their own code.
         **resources: Per-run resources for ``update_parameters``, e.g. ``timeout_min=600, gpus_per_node=1,
             cpus_per_task=8, slurm_partition="gpu", mem_gb=32``.
     """
 
     def __init__(self, folder: str | os.PathLike, cluster: str | None = None, parallel: int = 16,
-                 threads: int | None = None, **resources: Any) -> None:  # fmt: skip
+                 threads: int | None = None, trust_code: bool = False, **resources: Any) -> None:  # fmt: skip
         from .._optional import require
 
         require("submitit", "slurm")
         self.folder, self.cluster, self.parallel = Path(folder), cluster, parallel
         self.resources = {"timeout_min": 24 * 60, "cpus_per_task": 8, "gpus_per_node": 1, **resources}
         self.threads = threads or self.resources.get("cpus_per_task")
+        self.trust_code = trust_code
 
     def _executor(self) -> Any:
         import submitit
@@ -155,7 +166,7 @@ class SubmititExecutor(StudyExecutor):
 
         executor = self._executor()
         with executor.batch():  # one job array
-            jobs = [executor.submit(_SubmittedRun(run, self.threads)) for run in runs]
+            jobs = [executor.submit(_SubmittedRun(run, self.threads, self.trust_code)) for run in runs]
         for job in as_completed(jobs, poll_frequency=1):
             yield job.result()
 

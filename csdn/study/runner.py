@@ -78,12 +78,17 @@ def _summary(path: Path) -> dict[str, Any]:
     return {s: {m: v["mean"] for m, v in stats.items()} for s, stats in data["summary"].items()}
 
 
-def execute_run(run: RunSpec, threads: int | None = None) -> RunOutcome:
+def execute_run(
+    run: RunSpec, threads: int | None = None, *, trust_code: bool = False, dist_info: Any = None
+) -> RunOutcome:
     """Bring ``run`` to an evaluated final model (see the module docstring).
 
     Args:
         run: The run.
         threads: torch CPU threads for this run (``None``: leave as is).
+        trust_code: Let CLIP TorchScript archives run their own code (``--trust-code``).
+        dist_info: Under ``torchrun``, this process's :class:`~csdn.engine.distributed.DistInfo` (the process
+            group initialised): every rank trains, rank 0 alone claims the folder and evaluates.
 
     Returns:
         A :class:`RunOutcome`; its ``summary`` is ``{setting: {metric: mean over trials}}`` (fractions).
@@ -92,30 +97,34 @@ def execute_run(run: RunSpec, threads: int | None = None) -> RunOutcome:
 
     from ..data import open_dataset
     from ..engine import Trainer, build_csdn, config_from_dict, load_trained_model
-    from ..engine.distributed import resolve_device
+    from ..engine.distributed import DistInfo, resolve_device
     from ..engine.run_dir import RunFolderBusyError, claim_run_folder
     from ..evaluation import VIReIDEvaluator
 
     if threads is not None:
         torch.set_num_threads(threads)
+    info = dist_info or DistInfo(0, 1, 0)
     tic = time.perf_counter()
     state = run_state(run)
     if state == "done":
         return RunOutcome(run.name, "done", 0.0, _summary(run.run_dir / "eval.json"))
     cfg = config_from_dict(run.config)
     try:
-        with claim_run_folder(run.run_dir):
-            state = run_state(run)  # another executor may have finished it while we waited to claim
-            if state == "done":
-                return RunOutcome(run.name, "done", 0.0, _summary(run.run_dir / "eval.json"))
+        with claim_run_folder(run.run_dir, is_main=info.is_main):
+            if info.world_size == 1:  # another executor may have finished it before we claimed it
+                state = run_state(run)
+                if state == "done":
+                    return RunOutcome(run.name, "done", 0.0, _summary(run.run_dir / "eval.json"))
             reader = {"trial": cfg.data.trial} if cfg.data.dataset == "regdb" else {}
             dataset = open_dataset(cfg.data.dataset, cfg.data.root, **reader)
-            device = resolve_device(cfg.runtime.device)
+            device = resolve_device(cfg.runtime.device, info)
             final = run.run_dir / "checkpoints" / "final.pt"
             if state in ("new", "resume"):
-                model = build_csdn(cfg, dataset.train.num_classes, device)
-                final = Trainer(cfg, model, dataset.train).fit(resume=state == "resume")
-            model, _, _ = load_trained_model(final, device)
+                model = build_csdn(cfg, dataset.train.num_classes, device, trust_code=trust_code)
+                final = Trainer(cfg, model, dataset.train, dist_info=info).fit(resume=state == "resume")
+            if not info.is_main:
+                return RunOutcome(run.name, {"new": "trained", "resume": "resumed"}.get(state, state), 0.0)
+            model, _, _ = load_trained_model(final, device, trust_code=trust_code)
             evaluator = VIReIDEvaluator(
                 dataset, trials=run.trials, height=cfg.data.height, width=cfg.data.width, batch_size=128,
                 num_workers=cfg.data.num_workers, device=device,

@@ -97,6 +97,7 @@ class Study:
         executor: StudyExecutor | None = None,
         out: Callable[[str], Any] | None = None,
         before_results: Callable[[], Any] | None = None,
+        is_main: bool = True,
     ) -> dict[str, Any]:
         """Execute the runs not finished yet, then collect and write the results.
 
@@ -106,6 +107,8 @@ class Study:
                 goes to ``study.log``.
             before_results: Called once the runs are done, before the results are written (e.g. per-run reports
                 that the index page then links).
+            is_main: ``False`` on ranks other than 0 under ``torchrun``: train only; no plan, log or results
+                (the call returns ``{}``).
 
         Returns:
             The results (:func:`csdn.study.results.collect`).
@@ -115,9 +118,13 @@ class Study:
         executor = executor or LocalExecutor()
         check_plan(self.plan_path, self.runs)
         states = {run.name: run_state(run) for run in self.runs}  # refuses a folder of another configuration first
+        todo = [run for run in self.runs if states[run.name] != "done"]
+        if not is_main:
+            for _ in executor.map(todo):
+                pass
+            return {}
         self.out.mkdir(parents=True, exist_ok=True)
         self.record_plan()
-        todo = [run for run in self.runs if states[run.name] != "done"]
         say = self._progress(out)
         say(f"study {self.out}: {len(self.runs)} runs, {len(self.runs) - len(todo)} finished earlier, "
             f"{len(todo)} to run ({executor.describe()})")  # fmt: skip

@@ -153,3 +153,16 @@ def test_a_study_folder_refuses_other_settings_and_bad_options(regdb_root, tmp_p
     ]:
         assert main(["study", "--root", str(regdb_root), "--out", str(tmp_path / "x"), *bad]) == 2
         assert message in capsys.readouterr().err, bad
+
+
+def test_a_preempted_slurm_task_is_requeued_as_the_same_run(tmp_path):
+    pytest.importorskip("submitit")
+    from submitit.helpers import DelayedSubmission
+
+    from csdn.study.executors import _SubmittedRun
+    from csdn.study.grid import RunSpec
+
+    run = RunSpec("csdn/seed1", "csdn", 1, None, {"runtime": {"output_dir": str(tmp_path / "run")}})
+    requeued = _SubmittedRun(run, threads=4, trust_code=True).checkpoint()
+    assert isinstance(requeued, DelayedSubmission)  # submitit requeues it; execute_run then resumes from last.pt
+    assert (requeued.function.run, requeued.function.threads, requeued.function.trust_code) == (run, 4, True)

@@ -35,6 +35,8 @@ MODULES = [
     ("csdn.inference", "Feature extraction, gallery search, loading for inference (`csdn.FeatureExtractor`)."),
     ("csdn.viz", "Plots (extra `viz`)."),
     ("csdn.report", "Evaluation reports: camera matrix, distances and ROC, lowest-AP queries, HTML pages."),
+    ("csdn.study", "Studies: resumable grids of runs over variants x seeds x splits, their executors and results."),
+    ("csdn.study.stats", "Two-level bootstrap intervals and paired sign-flip tests of a study's numbers."),
     ("csdn.export", "ONNX export (extra `onnx`)."),
 ]
 

@@ -54,7 +54,8 @@ def test_csdn_train_logs_iterations_once_to_train_log_and_console(capsys, tmp_pa
     sets = [
         "data.height=32", "data.width=16", "data.pad=2", "data.num_workers=0", "stage1.epochs=1", "stage1.batch_size=8",
         "stage2.epochs=1", "stage2.batch_size=16", "stage3.epochs=1", "stage3.num_ids=4", "stage3.num_pos=2",
-        "stage3.milestones=", "runtime.progress=false", "runtime.log_every=3", f"runtime.output_dir={out}",
+        "stage3.milestones=", "runtime.progress=false", "runtime.log_every=3", "runtime.log_lines=0",
+        f"runtime.output_dir={out}",
     ]  # fmt: skip
     argv = ["train", "--preset", "demo", "--root", str(root), *[x for s in sets for x in ("--set", s)], "--no-eval"]
     assert main(argv) == 0

@@ -1,10 +1,11 @@
 """The package is layered: every module imports only from the parts of csdn its layer may use.
 
 clip (leaf) -> data -> models -> losses -> engine (training only); evaluation and inference sit on data/models and
-never import engine; viz and export add inference; report, cli and the package face may use everything. The
-root's private helpers (``_io``, ``_modality``, ``_optional``, ``_progress``, ``_untrusted``, ``_version``) import
-nothing from csdn and any layer but clip may use them; clip may use ``_untrusted`` (file-derived text and sizes).
-Every module of the package must belong to a part listed in :data:`ALLOWED`.
+never import engine; viz and export add inference; study (grids of runs) sits on engine, evaluation and report's
+HTML helpers; report, cli and the package face may use everything. The root's private helpers (``_io``,
+``_modality``, ``_optional``, ``_progress``, ``_untrusted``, ``_version``) import nothing from csdn and any layer but
+clip may use them; clip may use ``_untrusted`` (file-derived text and sizes). Every module of the package must
+belong to a part listed in :data:`ALLOWED`.
 """
 
 import ast
@@ -15,6 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "csdn"
 PRIVATE = {"_io", "_modality", "_optional", "_progress", "_untrusted", "_version"}
 EVERYTHING = {"clip", "data", "models", "losses", "engine", "evaluation", "inference", "viz", "export", "report", "cli"}
+EVERYTHING |= {"study"}
 EVERYTHING |= PRIVATE
 #: part of csdn -> the other parts it may import (its own part is always allowed).
 ALLOWED: dict[str, set[str]] = {
@@ -33,7 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "inference": {"clip", "data", "models", "evaluation"} | PRIVATE,
     "viz": {"clip", "data", "models", "evaluation", "inference"} | PRIVATE,
     "export": {"clip", "data", "models", "evaluation", "inference"} | PRIVATE,
-    "report": EVERYTHING,
+    "study": {"clip", "data", "models", "losses", "engine", "evaluation", "report"} | PRIVATE,
+    "report": EVERYTHING - {"study"},
     "cli": EVERYTHING,
     "__init__": EVERYTHING,  # the package face re-exports the public names
     "__main__": {"cli"},
@@ -99,7 +102,7 @@ def test_every_module_imports_only_what_its_layer_allows():
 
 def test_every_module_is_covered():
     parts = {_part_of_module(path) for path in PACKAGE.rglob("*.py")}
-    assert {"__init__", "__main__", "_io", "_modality", "_optional", "inference", "engine"} <= parts
+    assert {"__init__", "__main__", "_io", "_modality", "_optional", "inference", "engine", "study"} <= parts
     assert parts <= set(ALLOWED)
 
 

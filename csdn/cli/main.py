@@ -58,6 +58,7 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``csdn`` argument parser (sub-commands set ``func``)."""
     from .ablate import add_ablate_parser
+    from .study import add_study_parser
     from .synth import add_synth_parser
 
     parser = argparse.ArgumentParser(
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_parser(data)
     _add_demo(sub)
     add_ablate_parser(sub)
+    add_study_parser(sub)
     try:
         from ..export import add_export_parser
     except ImportError:  # the export extra is optional

@@ -124,6 +124,7 @@ class RuntimeConfig:
     eval_every: int = 0  # evaluate every N stage-3 epochs (0 = only after training)
     eval_trials: int = 1  # gallery trials used by periodic evaluation (the final evaluation uses all)
     log_every: int = 50  # every N iterations of an epoch: a progress line + metrics record (0 = epoch lines only)
+    log_lines: int = 5  # at least this many progress lines per epoch, however short (0 = every log_every only)
     progress: bool = True  # tqdm bars on a TTY (rank 0); off a TTY, feature-extraction progress lines
     tensorboard: bool = False  # also write TensorBoard scalars (needs the tensorboard package)
 
@@ -185,6 +186,7 @@ def validate_config(cfg: TrainConfig) -> None:
     _check(cfg.runtime.grad_clip_norm >= 0, "runtime.grad_clip_norm", cfg.runtime.grad_clip_norm, ">= 0 (0 = off)")
     _check(cfg.runtime.keep_last >= 0, "runtime.keep_last", cfg.runtime.keep_last, "an integer >= 0 (0 = none)")
     _check(cfg.runtime.log_every >= 0, "runtime.log_every", cfg.runtime.log_every, "an integer >= 0 (0 = off)")
+    _check(cfg.runtime.log_lines >= 0, "runtime.log_lines", cfg.runtime.log_lines, "an integer >= 0 (0 = off)")
     _check(cfg.runtime.eval_trials >= 1, "runtime.eval_trials", cfg.runtime.eval_trials, "an integer >= 1")
 
 

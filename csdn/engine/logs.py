@@ -42,13 +42,19 @@ class IterationLog:
 
     Args:
         metrics: Where the ``stage{N}/iter`` records go (a no-op logger on non-zero ranks).
-        log_every: Iterations between two lines/records (0 = none).
+        log_every: Iterations between two lines/records at most (0 = none).
         bar: Show a tqdm bar with the running loss (only on a terminal; rank 0).
         stage_epochs: ``{stage index: epochs}`` of every stage the run trains, in order (for the run's ETA).
+        log_lines: Lines per epoch at least, evenly spaced (0 = every ``log_every`` only): an epoch shorter than
+            ``log_lines * log_every`` iterations logs every ``ceil(iterations / log_lines)`` iterations, so a short
+            run still reports its progress.
     """
 
-    def __init__(self, metrics: MetricsLogger, log_every: int, bar: bool, stage_epochs: Mapping[int, int]) -> None:
-        self.metrics, self.log_every, self.bar = metrics, log_every, bar
+    def __init__(
+        self, metrics: MetricsLogger, log_every: int, bar: bool, stage_epochs: Mapping[int, int], log_lines: int = 0
+    ) -> None:
+        self.metrics, self.log_every, self.bar, self.log_lines = metrics, log_every, bar, log_lines
+        self._every = log_every
         self.stage_epochs = dict(stage_epochs)
         self._stage: int | None = None
         self._stage_time = self._stage_steps = 0.0
@@ -59,6 +65,9 @@ class IterationLog:
         if stage != self._stage:  # the pace of a stage is measured from its own iterations only
             self._stage, self._stage_time, self._stage_steps = stage, 0.0, 0
         self.epoch, self.iterations, self.lr = epoch, iterations, lr
+        self._every = self.log_every
+        if self.log_every > 0 and self.log_lines > 0:
+            self._every = min(self.log_every, max(1, -(-iterations // self.log_lines)))
         self._reset_window()
         desc = f"stage {stage} epoch {epoch + 1}/{self.stage_epochs.get(stage, epoch + 1)}"
         self._progress = Progress(iterations, desc, report=self.bar, lines=False, unit="it")
@@ -94,7 +103,7 @@ class IterationLog:
             self._sums[key] = self._sums.get(key, 0.0) + value
         if self._progress is not None:
             self._progress.update(1, loss=self._sums.get("loss", 0.0) / self._count)
-        if self.log_every > 0 and (iteration + 1) % self.log_every == 0:
+        if self._every > 0 and (iteration + 1) % self._every == 0:
             self._emit(iteration)
             self._reset_window()
 

@@ -155,7 +155,7 @@ class Trainer:
             logger.warning("%s", problem)
         self.progress = IterationLog(
             self.metrics, cfg.runtime.log_every if self.dist.is_main else 0, cfg.runtime.progress and self.dist.is_main,
-            {stage.index: stage.epochs for stage in self.stages},
+            {stage.index: stage.epochs for stage in self.stages}, cfg.runtime.log_lines,
         )  # fmt: skip
         self._claim: RunClaim | None = None
 

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -214,6 +215,9 @@ class VIReIDEvaluator:
             cmc=[float(x) for x in res.cmc],
             split_digest=digest.hexdigest()[:16],
             tpr_at_fpr=tpr_at_fpr(*pair_distances(dist, *ids, *cams, protocol=split.protocol)),
+            query_ap=[round(float(x), 6) for x in res.ap],
+            query_rank1=[int(x == 0) for x in res.first],
+            invalid_queries=[int(i) for i in np.flatnonzero(~res.valid)],
         )
 
     def run(

@@ -59,6 +59,8 @@ class EvaluationResult:
         valid: Bool mask (Q,) of the queries that have at least one true match.
         num_valid: Number of valid queries.
         protocol: Name of the protocol used.
+        first: 0-based position of each valid query's first true match in the ranking the CMC counts (the
+            identity-deduplicated one under ``sysu``/``llcm``), shape (num_valid,); 0 = a rank-1 hit.
     """
 
     cmc: np.ndarray
@@ -69,6 +71,7 @@ class EvaluationResult:
     valid: np.ndarray
     num_valid: int
     protocol: str
+    first: np.ndarray | None = None
 
     @property
     def rank1(self) -> float:
@@ -326,4 +329,5 @@ def evaluate(
         valid=valid.numpy(),
         num_valid=num_valid,
         protocol=proto.name,
+        first=first[valid].numpy(),
     )

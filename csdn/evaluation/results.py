@@ -53,6 +53,11 @@ class TrialRecord:
     cmc: list[float] = field(repr=False)
     split_digest: str = field(default="", repr=False)
     tpr_at_fpr: dict[str, float | None] = field(default_factory=dict, repr=False)
+    #: Per valid query, in query order: AP and whether the first match is at rank 1 (0/1); for paired statistics.
+    query_ap: list[float] = field(default_factory=list, repr=False)
+    query_rank1: list[int] = field(default_factory=list, repr=False)
+    #: Positions (0-based, in ``split.query``) of the queries without a true match (left out of the lists above).
+    invalid_queries: list[int] = field(default_factory=list, repr=False)
 
 
 def trial_list(trials: Sequence[int]) -> str:

@@ -23,6 +23,7 @@ TINY_OVERRIDES = [
     "stage3.milestones=2",
     "runtime.progress=false",
     "runtime.deterministic=true",
+    "runtime.log_lines=0",  # metrics.jsonl of these tiny runs: epoch records only (log_every is longer than an epoch)
 ]
 
 

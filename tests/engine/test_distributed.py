@@ -157,7 +157,7 @@ def test_ablate_under_torchrun_trains_the_single_process_variant_and_writes_the_
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         outputs[name] = done.stdout
-    assert outputs["ddp"].count("wrote ") == outputs["single"].count("wrote ") > 0  # the study's files, once
+    assert outputs["ddp"].count("results: ") == outputs["single"].count("results: ") == 1  # the study's files, once
     _assert_same_run(tmp_path / "single" / "csdn", tmp_path / "ddp" / "csdn")
     single, ddp = (json.loads((tmp_path / name / "ablation.json").read_text()) for name in ("single", "ddp"))
     assert ddp == single  # plan, configuration and every metric of the table

@@ -134,6 +134,17 @@ def test_ablate_checks_every_variant_before_training(tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--no-report", "--variants", "baseline"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "variant baseline: checked before training" in err
+    assert len(err.splitlines()) == 1 and "run baseline: checked before training" in err
     assert "stage3.num_ids=8" in err and "stage1.batch_size" not in err  # the baseline has no stages 1-2
     assert not list(tmp_path.glob("s/**/*.pt"))
+
+
+def test_study_checks_every_run_before_training(tmp_path, capsys):
+    data = tmp_path / "d6"
+    assert main(["-q", "data", "synth", "csv", str(data), "--ids", "6"]) == 0
+    capsys.readouterr()
+    argv = ["-q", "study", "--dataset", "csv", "--root", str(data), "--preset", "demo", "--out", str(tmp_path / "s")]
+    assert main([*argv, "--seeds", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checked before training" in err and "stage3.num_ids=8" in err, err
+    assert not list(tmp_path.glob("s/**/*.pt")) and not list(tmp_path.glob("s/**/run.lock"))

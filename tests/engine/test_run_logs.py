@@ -36,7 +36,7 @@ def epoch_steps(out):
 
 
 def test_iteration_lines_in_train_log_and_metrics_off_a_terminal(tiny_cfg, sysu_train, clean_logging, capsys):
-    cfg = tiny_cfg("runtime.log_every=2")
+    cfg = tiny_cfg("runtime.log_every=2", "runtime.log_lines=0")  # the fixed interval alone
     trainer = Trainer(cfg, build_csdn(cfg, sysu_train.num_classes), sysu_train)
     root = logging.getLogger()
     pytest_handlers, root.handlers[:] = root.handlers[:], []  # pytest's capture handlers, added after fixtures

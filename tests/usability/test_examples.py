@@ -82,3 +82,9 @@ def test_every_example_is_tested_and_documents_its_flags(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("usage:") == len(scripts) and proc.stdout.count("--synthetic") >= len(scripts)
+
+
+def test_custom_study(tmp_path):
+    out = _run("custom_study.py", "--synthetic", "--quick", "--out", str(tmp_path), cwd=tmp_path)
+    assert "paired differences" in out and "csdn - baseline (regdb visible->thermal): mAP" in out
+    assert (tmp_path / "study" / "study.json").is_file() and (tmp_path / "study" / "csdn" / "seed1" / "trial1").is_dir()

@@ -1,3 +1,4 @@
+import itertools
 import json
 import math
 
@@ -196,14 +197,17 @@ def test_official_bn_train_extraction_only_in_stage2_with_stage1_batch_size(tiny
     def spy(images, modality):
         bn_training = [m.training for m in model.image_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         assert len(set(bn_training)) == 1
-        calls.append((bn_training[0], images.shape[0]))
+        calls.append((bn_training[0], modality, images.shape[0]))
         return original(images, modality)
 
     model.clip_image_features = spy
     Trainer(cfg, model, sysu_train).fit()
     nv, ni = len(sysu_train.visible), len(sysu_train.infrared)
-    stage1 = [(False, nv), (False, ni)]  # eval mode, extract_batch_size = 256 > n: one pass per modality
-    stage2 = [(True, s) for n in (nv, ni) for s in [8] * (n // 8) + ([n % 8] if n % 8 else [])]
+    stage1 = [(False, "visible", nv), (False, "infrared", ni)]  # eval mode, extract_batch_size 256 > n: one pass
+    # stage 2 in the official loop's order: visible batch j, infrared batch j, ...; then the longer modality's rest
+    vis, ir = ([8] * (n // 8) + ([n % 8] if n % 8 else []) for n in (nv, ni))
+    pairs = itertools.zip_longest([("visible", s) for s in vis], [("infrared", s) for s in ir])
+    stage2 = [(True, *step) for pair in pairs for step in pair if step is not None]
     assert calls == stage1 + stage2
 
 

@@ -1,6 +1,7 @@
 import itertools
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -147,6 +148,10 @@ def test_holdout_validation_split(sysu_train):
     assert {s.modality for s in val.query} == {"infrared"} and {s.modality for s in val.gallery} == {"visible"}
     assert val.protocol == "regdb" and all(s.label == -1 for s in val.query)
     assert holdout_validation(sysu_train, 2, seed=0)[1] == val  # deterministic for a seed
+    # the seed matters: the held-out ids are random.Random(seed).sample(sorted pids, n), seed by seed
+    draws = {seed: {s.pid for s in holdout_validation(sysu_train, 2, seed=seed)[1].query} for seed in range(6)}
+    assert all(draws[seed] == set(random.Random(seed).sample(sorted(sysu_train.pids), 2)) for seed in draws)
+    assert len({frozenset(d) for d in draws.values()}) > 1
     with pytest.raises(ValueError, match="data.val_ids=7 is invalid"):
         holdout_validation(sysu_train, sysu_train.num_classes - 1)
 

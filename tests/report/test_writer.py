@@ -105,10 +105,12 @@ def test_escape_helpers():
 
 def test_index_links_reports(tmp_path):
     path = write_index(tmp_path / "index.html", [{"name": EVIL_SCRIPT, "href": "a b/report/index.html", "mAP": "1"}],
-                       title="ablation", columns=["mAP"])  # fmt: skip
-    page = parse(path.read_text())
+                       title="ablation", note=f"note {EVIL_SCRIPT}", columns=["mAP"])  # fmt: skip
+    html = path.read_text()
+    page = parse(html)
     links = [a["href"] for name, a in page.tags if name == "a"]
     assert links == ["a b/report/index.html"] and EVIL_SCRIPT in "".join(page.text)
+    assert "<script>" not in html and f"note {EVIL_SCRIPT}" in "".join(page.text)  # the note is escaped text
 
 
 def test_without_matplotlib_names_the_extra(tmp_path, monkeypatch, evil_split):

@@ -152,8 +152,14 @@ def test_holdout_validation_split(sysu_train):
     draws = {seed: {s.pid for s in holdout_validation(sysu_train, 2, seed=seed)[1].query} for seed in range(6)}
     assert all(draws[seed] == set(random.Random(seed).sample(sorted(sysu_train.pids), 2)) for seed in draws)
     assert len({frozenset(d) for d in draws.values()}) > 1
-    with pytest.raises(ValueError, match="data.val_ids=7 is invalid"):
-        holdout_validation(sysu_train, sysu_train.num_classes - 1)
+    assert (val.query_modality, val.gallery_modality) == ("infrared", "visible")
+    assert val.name == "validation (2 held-out train ids)"
+    # the documented bounds 1..C-2 at both edges (C = 8 training ids here)
+    for num_ids in (1, sysu_train.num_classes - 2):
+        assert holdout_validation(sysu_train, num_ids)[0].num_classes == sysu_train.num_classes - num_ids
+    for num_ids in (0, sysu_train.num_classes - 1):
+        with pytest.raises(ValueError, match=f"data.val_ids={num_ids} is invalid: expected 1..6 for 8 train ids"):
+            holdout_validation(sysu_train, num_ids)
 
 
 @pytest.mark.parametrize(

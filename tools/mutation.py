@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {' '.join(area.modules)} <- {' '.join(area.tests)}")
         return 0
     chosen = [AREAS[name] for name in dict.fromkeys(args.areas)]
-    area = Area(*(tuple(x for a in chosen for x in field) for field in zip(*chosen, strict=True)))
+    area = Area(*(tuple(x for part in field for x in part) for field in zip(*chosen, strict=True)))
     work = prepare("-".join(dict.fromkeys(args.areas)), area)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # mutmut puts its mutants/ copy first
     mutmut = [sys.executable, "-m", "mutmut"]

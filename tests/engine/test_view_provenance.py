@@ -3,8 +3,9 @@
 Every image is one flat colour whose three channels encode the image (identity, modality, camera, index): channel
 ``c`` of image ``u`` is ``40 + 3 u + c``, so any single channel identifies the image, and a channel copy, a grey
 image and the original colour are told apart. The real stage-3 loader then runs with every augmentation on, and
-each view's interior (never the padding) is decoded: the image it shows, the colour operation it got, and the
-colour operation its erased rectangle got (erasing runs before the channel transforms in the official chain).
+each view is decoded pixel by pixel: the image it shows, the colour operation it got, and the colour operation
+its erased rectangle and its padding got (both come before the channel transforms in the official chain). A flat
+image cannot show a flip; the flip's place in the chain is checked in tests/data/test_transforms.py.
 """
 
 import numpy as np
@@ -54,10 +55,9 @@ def _colour_ops(pixel: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def _decode(view: torch.Tensor, table: list[tuple[torch.Tensor, object, str]]) -> list[tuple[object, str]]:
-    """The distinct (source, colour op) of a view's interior pixels, looked up in ``table``."""
-    interior = view[:, PAD : H - PAD, PAD : W - PAD].reshape(3, -1).T
+    """The distinct (source, colour op) of a view's pixels, looked up in ``table``."""
     found = set()
-    for pixel in torch.unique(interior, dim=0):
+    for pixel in torch.unique(view.reshape(3, -1).T, dim=0):
         matches = [(source, op) for value, source, op in table if float((value - pixel).abs().max()) < TOL]
         assert len(matches) == 1, (pixel, matches)  # every pixel is one known image (or fill) under one operation
         found.add(matches[0])
@@ -73,11 +73,12 @@ def test_every_view_comes_from_the_sampled_image_through_its_own_chain(coded_spl
     images = {m: getattr(coded_split, m) for m in CAMS}
     code = {s.path: 40 + 3 * u for u, s in enumerate(images["visible"] + images["infrared"])}
     table = [(value, "fill", op) for op, value in _colour_ops(torch.tensor(ERASING_FILL)).items()]
+    table += [(value, "pad", op) for op, value in _colour_ops(_normalised([0, 0, 0])).items()]  # Pad fills zeros
     for sample in images["visible"] + images["infrared"]:
         rgb = [code[sample.path] + c for c in range(3)]
         table += [(value, sample.path, op) for op, value in _colour_ops(_normalised(rgb)).items()]
     seen = {"visible": set(), "visible_exchange": set(), "infrared": set()}
-    erased = dict.fromkeys(seen, 0)
+    erased, padded = dict.fromkeys(seen, 0), dict.fromkeys(seen, 0)
     slots = 0
     for epoch in range(3):
         loader.sampler.set_epoch(epoch)
@@ -92,14 +93,17 @@ def test_every_view_comes_from_the_sampled_image_through_its_own_chain(coded_spl
                 assert (batch.visible_cam[j], batch.infrared_cam[j]) == (source["visible"].cam, source["infrared"].cam)
                 for view in seen:
                     decoded = _decode(getattr(batch, view)[j], table)
-                    image = [(s, op) for s, op in decoded if s != "fill"]
+                    image = [(s, op) for s, op in decoded if s not in ("fill", "pad")]
                     fill = [op for s, op in decoded if s == "fill"]
+                    pad = [op for s, op in decoded if s == "pad"]
                     # the view shows the image the sampler chose for this slot, and nothing else
                     expected = source["infrared" if view == "infrared" else "visible"].path
                     assert len(image) == 1 and image[0][0] == expected, (epoch, b, j, view, decoded)
                     op = image[0][1]
                     assert fill in ([], [op]), (view, decoded)  # erasing first, then the view's colour operation
+                    assert pad in ([], [op]), (view, decoded)  # padding before the colour operation too
                     erased[view] += bool(fill)
+                    padded[view] += bool(pad)
                     seen[view].add(op)
                 slots += 1
     assert slots == 3 * 24  # (16 // 8 + 1) x 8 pairs per epoch
@@ -111,3 +115,4 @@ def test_every_view_comes_from_the_sampled_image_through_its_own_chain(coded_spl
         "infrared": {"none", "copy0", "copy1", "copy2", "grey"},
     }
     assert all(0.3 * slots < count < 0.7 * slots for count in erased.values()), erased  # erasing p 0.5 on each
+    assert all(0.5 * slots < count < slots for count in padded.values()), padded  # Pad + RandomCrop on each view

@@ -9,7 +9,8 @@ train, so the features are extracted once per stage (or once for both) instead o
   reads it back instead of extracting (and moving the statistics) again. The official stage-1 extraction runs
   in eval mode (CLIP's modules are built in eval mode and nothing calls ``train()`` before stage 1); stage 2's
   follows stage 1's ``set_train()`` and uses the same loader of ``stage1.batch_size`` images, so its BN batch
-  statistics come from ``stage1.batch_size`` images.
+  statistics come from ``stage1.batch_size`` images, and like the official loop it feeds visible batch j, then
+  infrared batch j, alternately (the shared trunk's running statistics depend on that order).
 * ``quirks.sampled_feature_bank`` (official): each stage extracts the images of one epoch of the stage-3
   identity sampler (:func:`sampled_bank_split`) instead of every image.
 
@@ -49,6 +50,7 @@ __all__ = [
     "StageFeatureBanks",
     "extract_clip_features",
     "extract_feature_bank",
+    "extraction_steps",
     "sampled_bank_split",
     "save_feature_bank",
     "load_feature_bank",
@@ -84,6 +86,7 @@ def extract_clip_features(
     device: torch.device,
     *,
     train_bn: bool = False,
+    shuffle: bool = True,
     batch_size: int | None = None,
     generator: torch.Generator | None = None,
     channels_last: bool = False,
@@ -92,16 +95,20 @@ def extract_clip_features(
 ) -> torch.Tensor:
     """Attention-pool features ``model.clip_image_features`` of ``samples`` with the test transform -> (N, D).
 
+    The one-modality case of :func:`extract_feature_bank` (same batching, same order).
+
     Args:
         model: the CSDN model.
         samples: images of one modality.
         modality: ``"visible"`` or ``"infrared"`` (selects the stem).
         data: image size, workers and default batch size.
         device: where the model runs.
-        train_bn: run with BatchNorm in train mode (the official quirk: batch statistics, running stats updated);
-            the images are then visited in a random order drawn from ``generator``.
+        train_bn: run with BatchNorm in train mode (the official quirk: batch statistics, running stats updated).
+        shuffle: with ``train_bn``, batch the images in a random order drawn from ``generator``; ``False``
+            batches them in the given order (the official identity-sampled bank is in its sampler's order).
+            Eval mode always keeps the given order.
         batch_size: images per forward pass (default ``data.extract_batch_size``).
-        generator: draws the visiting order when ``train_bn`` (never touched otherwise).
+        generator: draws the shuffled order (never touched otherwise).
         channels_last: feed images in channels_last memory format.
         amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast.
         progress: ``True``: a bar on a terminal, a log line every 10 s elsewhere; ``False``: silent; or a
@@ -110,41 +117,102 @@ def extract_clip_features(
     Returns:
         CPU float32 tensor ``(len(samples), D)`` in the order of ``samples``.
     """
-    order = torch.randperm(len(samples), generator=generator) if train_bn else torch.arange(len(samples))
+    options = dict(train_bn=train_bn, shuffle=shuffle, batch_size=batch_size, generator=generator)
+    options.update(channels_last=channels_last, amp=amp, progress=progress)
+    return _extract(model, {modality: samples}, data, device, **options)[modality]
+
+
+@torch.no_grad()
+def _extract(
+    model: nn.Module,
+    samples: dict[str, list[Sample]],
+    data: DataConfig,
+    device: torch.device,
+    *,
+    train_bn: bool = False,
+    shuffle: bool = True,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    channels_last: bool = False,
+    amp: str = "none",
+    progress: ProgressReport = True,
+) -> dict[str, torch.Tensor]:
+    """Features of every modality of ``samples`` (``{modality: (N_m, D)}``), the passes in :func:`extraction_steps`."""
+    size = batch_size or data.extract_batch_size
+    batches = {m: _batch_order(len(s), size, generator if train_bn and shuffle else None) for m, s in samples.items()}
+    steps = extraction_steps(batches.get("visible", []), batches.get("infrared", []))
     rank, world_size = world()
-    global_batches = order.split(batch_size or data.extract_batch_size)
-    shares = [[b[_share(b.numel(), r, world_size)] for b in global_batches] for r in range(world_size)]  # [rank][batch]
-    mine = shares[rank]
+    mine = {m: [b[_share(b.numel(), rank, world_size)] for b in batches[m]] for m in samples}  # this rank's rows
+    loaders = {m: iter(_share_loader(samples[m], mine[m], data)) for m in samples}
+    was_training = model.training
+    model.train(train_bn)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    chunks: dict[str, list[torch.Tensor]] = {m: [] for m in samples}
+    desc = " + ".join(f"{len(s)} {m}" for m, s in samples.items())
+    total = sum(b.numel() for shares in mine.values() for b in shares)
+    bar = Progress(total, f"extracting {desc} training features", progress, logger)
+    try:
+        for modality, batch in steps:  # every batch, even an empty share: global BatchNorm is collective
+            rows = batch[_share(batch.numel(), rank, world_size)].numel()
+            images = next(loaders[modality])[0] if rows else torch.empty(0, 3, data.height, data.width)
+            images = images.to(device, memory_format=memory, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                chunks[modality].append(model.clip_image_features(images, modality).float())
+            bar.update(images.shape[0])  # this rank's share
+    finally:
+        bar.close()
+        model.train(was_training)
+    return {m: _scatter_rows(torch.cat(chunks[m]), batches[m], len(samples[m])) for m in samples}
+
+
+def extraction_steps(visible: list[torch.Tensor], infrared: list[torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    """The order of the extraction passes: visible batch j, then infrared batch j, alternately (the official loop).
+
+    The official script extracts through a loader of aligned visible/infrared pairs, so both modalities have the
+    same number of batches; when they do not (the every-image bank), the longer modality's remaining batches
+    follow once the shorter one is exhausted.
+
+    Args:
+        visible: the visible global batches, each a tensor of sample indices.
+        infrared: the infrared global batches.
+
+    Returns:
+        ``[("visible", visible[0]), ("infrared", infrared[0]), ("visible", visible[1]), ...]``.
+    """
+    steps = []
+    for pair in itertools.zip_longest(visible, infrared):
+        steps += [(m, b) for m, b in zip(("visible", "infrared"), pair, strict=True) if b is not None]
+    return steps
+
+
+def _batch_order(count: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    """Global batches of sample indices: in order, or in a random order drawn from ``generator`` when given."""
+    order = torch.arange(count) if generator is None else torch.randperm(count, generator=generator)
+    return list(order.split(batch_size))
+
+
+def _share_loader(samples: list[Sample], shares: list[torch.Tensor], data: DataConfig) -> DataLoader:
+    """Loader of this rank's rows of each global batch (test transform), one loader batch per non-empty share."""
     from ..data.transforms import build_test_transform  # torchvision on first use, not at import
 
-    dataset = ImageDataset(
-        [samples[i] for i in torch.cat(mine).tolist()], build_test_transform(data.height, data.width)
-    )
-    bounds = torch.tensor([0, *[b.numel() for b in mine]]).cumsum(0).tolist()
-    loader = DataLoader(
+    transform = build_test_transform(data.height, data.width)
+    dataset = ImageDataset([samples[i] for i in torch.cat(shares).tolist()], transform)
+    bounds = torch.tensor([0, *[b.numel() for b in shares]]).cumsum(0).tolist()
+    return DataLoader(
         dataset,
         batch_sampler=[list(range(a, z)) for a, z in itertools.pairwise(bounds) if z > a],
         num_workers=data.num_workers,
         generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched (worker seeds unused)
     )
-    was_training = model.training
-    model.train(train_bn)
-    memory = torch.channels_last if channels_last else torch.contiguous_format
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    chunks, loaded = [], iter(loader)
-    bar = Progress(len(dataset), f"extracting {len(samples)} {modality} training features", progress, logger)
-    try:
-        for indices in mine:  # every batch, even an empty share: global BatchNorm is collective
-            images = next(loaded)[0] if indices.numel() else torch.empty(0, 3, data.height, data.width)
-            images = images.to(device, memory_format=memory, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                chunks.append(model.clip_image_features(images, modality).float())
-            bar.update(images.shape[0])  # this rank's share
-    finally:
-        bar.close()
-        model.train(was_training)
-    parts = _gather_rows(torch.cat(chunks), [sum(b.numel() for b in share) for share in shares])
-    features = torch.empty(len(samples), parts[0].shape[1])
+
+
+def _scatter_rows(local: torch.Tensor, batches: list[torch.Tensor], count: int) -> torch.Tensor:
+    """Every rank's rows of ``batches`` gathered and written back in sample order -> ``(count, D)`` on CPU."""
+    _, world_size = world()
+    shares = [[b[_share(b.numel(), r, world_size)] for b in batches] for r in range(world_size)]  # [rank][batch]
+    parts = _gather_rows(local, [sum(b.numel() for b in share) for share in shares])
+    features = torch.empty(count, parts[0].shape[1])
     for share, part in zip(shares, parts, strict=True):
         features.index_copy_(0, torch.cat(share), part.cpu())
     return features
@@ -169,14 +237,28 @@ def _gather_rows(local: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
 def extract_feature_bank(
     model: nn.Module, train: TrainSplit, data: DataConfig, device: torch.device, **kwargs
 ) -> FeatureBank:
-    """:func:`extract_clip_features` for both modalities of ``train`` (keyword arguments are passed on)."""
+    """:func:`extract_clip_features` for both modalities of ``train``, the passes alternating like the official loop.
+
+    Visible batch j, then infrared batch j (:func:`extraction_steps`): with BatchNorm in train mode the shared
+    trunk's running statistics depend on that order. With ``train_bn`` and ``shuffle`` the visible order is drawn
+    from ``generator`` first, then the infrared one. Under ``torchrun`` every rank walks the same passes.
+
+    Args:
+        model: the CSDN model.
+        train: the training split.
+        data: image size, workers and default batch size.
+        device: where the model runs.
+        **kwargs: keyword arguments of :func:`extract_clip_features` (``train_bn``, ``shuffle``, ...).
+
+    Returns:
+        :class:`FeatureBank` of CPU float32 ``(Nv, D)``/``(Ni, D)`` features in the order of ``train``.
+    """
     logger.info("extracting frozen image features: %d visible, %d infrared", len(train.visible), len(train.infrared))
-    visible = extract_clip_features(model, train.visible, "visible", data, device, **kwargs)
-    infrared = extract_clip_features(model, train.infrared, "infrared", data, device, **kwargs)
+    features = _extract(model, {"visible": train.visible, "infrared": train.infrared}, data, device, **kwargs)
     return FeatureBank(
-        visible,
+        features["visible"],
         torch.tensor([s.label for s in train.visible], dtype=torch.long),
-        infrared,
+        features["infrared"],
         torch.tensor([s.label for s in train.infrared], dtype=torch.long),
     )
 
@@ -295,6 +377,7 @@ class StageFeatureBanks:
             self.cfg.data,
             self.device,
             train_bn=train_bn,
+            shuffle=not sampled,  # the sampled bank is in the official loader's order already
             batch_size=self.cfg.stage1.batch_size if train_bn else None,
             generator=self.generator,
             channels_last=self.cfg.runtime.channels_last,

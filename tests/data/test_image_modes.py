@@ -17,13 +17,14 @@ def _grey(image):
 
 
 def test_a_16_bit_png_is_scaled_from_its_full_range(tmp_path):
-    values = np.array([[0, 1, 128, 129, 1000], [32767, 32768, 60000, 65534, 65535]], dtype=np.uint16)
+    values = np.array([[0, 1, 128, 129, 1000, 65406], [32767, 32768, 60000, 65534, 65535, 65407]], dtype=np.uint16)
     PIL.Image.fromarray(values).save(tmp_path / "thermal.png")
     with PIL.Image.open(tmp_path / "thermal.png") as raw:
         assert raw.mode.startswith("I;16")  # a real 16-bit PNG
     # round(v * 255 / 65535) by hand: 1 -> 0.0039, 128 -> 0.498, 129 -> 0.502, 1000 -> 3.891,
-    # 32767 -> 127.498, 32768 -> 127.502, 60000 -> 233.46, 65534 -> 254.996
-    expected = np.array([[0, 0, 0, 1, 4], [127, 128, 233, 255, 255]], dtype=np.uint8)
+    # 32767 -> 127.498, 32768 -> 127.502, 60000 -> 233.46, 65534 -> 254.996; at the top of the range a constant off
+    # by one shows: 65406 -> 254.498 (254.502 over 65534), 65407 -> 254.502 (254.498 over 65536)
+    expected = np.array([[0, 0, 0, 1, 4, 254], [127, 128, 233, 255, 255, 255]], dtype=np.uint8)
     np.testing.assert_array_equal(_grey(load_image(tmp_path / "thermal.png")), expected)
 
 
@@ -40,6 +41,10 @@ def test_32_bit_and_float_images(tmp_path):
     ints = PIL.Image.fromarray(np.array([[0, 65535, 13107]], dtype=np.int32))  # mode "I", within 16 bits
     assert ints.mode == "I"
     np.testing.assert_array_equal(_grey(to_pil_image(ints)), [[0, 255, 51]])  # 13107 * 255 / 65535 = 51
+    top = PIL.Image.fromarray(np.array([[30000, 65535, 40000]], dtype=np.int32))  # 65535 is still 16-bit scaling
+    np.testing.assert_array_equal(_grey(to_pil_image(top)), [[117, 255, 156]])  # 116.73, 255, 155.64
+    above = PIL.Image.fromarray(np.array([[30000, 65536, 40000]], dtype=np.int32))  # 65536: min-max
+    np.testing.assert_array_equal(_grey(to_pil_image(above)), [[0, 255, 72]])  # 10000 * 255 / 35536 = 71.76
     wide = PIL.Image.fromarray(np.array([[-100, 0, 100, 300]], dtype=np.int32))  # outside 16 bits: min-max
     np.testing.assert_array_equal(_grey(to_pil_image(wide)), [[0, 64, 128, 255]])  # (v + 100) * 255 / 400
     unit = PIL.Image.fromarray(np.array([[0.0, 0.5, 1.0, 0.2]], dtype=np.float32))

@@ -138,3 +138,54 @@ def test_official_pipelines():
     )
     expected = v2.functional.normalize(expected, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     torch.testing.assert_close(build_test_transform()(pil), expected)
+
+
+def test_channel_random_erasing_box_bounds_at_their_edges():
+    square = torch.zeros(3, 8, 8)
+    whole = ChannelRandomErasing(p=1.0, scale=(1.0, 1.0), ratio=(1.0, 1.0), max_attempts=5)
+    assert whole.make_params([square])["box"] is None  # a box as large as the image is never placed (h < H, w < W)
+    gen = torch.Generator().manual_seed(0)
+    quarter = ChannelRandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0), generator=gen)
+    boxes = [quarter.make_params([square])["box"] for _ in range(200)]
+    assert {(h, w) for _, _, h, w in boxes} == {(4, 4)}  # area exactly 0.25 * 64 at the scale's edge
+    assert {t for t, _, _, _ in boxes} == set(range(5)) and {left for _, left, _, _ in boxes} == set(range(5))
+    tall = ChannelRandomErasing(p=1.0, scale=(0.125, 0.125), ratio=(2.0, 2.0))
+    assert tall.make_params([torch.zeros(3, 16, 8)])["box"][2:] == (6, 3)  # h = round(sqrt(16 * 2)), w = sqrt(16 / 2)
+
+
+def test_channel_random_erasing_fills_exactly_its_box(image):
+    out = ChannelRandomErasing(p=1.0).transform(image, {"box": (1, 2, 3, 1)})
+    changed = (out != image).any(dim=0)
+    expected = torch.zeros(12, 6, dtype=torch.bool)
+    expected[1:4, 2:3] = True
+    assert torch.equal(changed, expected)
+
+
+def test_channel_operations_on_batched_images():
+    batch = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))  # (..., 3, H, W) with a batch dim
+    grey = ChannelAdapGray(p=1.0).transform(batch, {"index": 3, "grey": True})
+    exchanged = ChannelExchange(gray=3).transform(batch, {"index": 3})
+    for out in (grey, exchanged):
+        assert out.shape == batch.shape
+        for i in range(2):
+            torch.testing.assert_close(out[i], _grey(batch[i]).expand(3, 4, 4))
+    with pytest.raises(ValueError, match="ChannelRandomErasing expects images of shape"):
+        ChannelRandomErasing(p=1.0)(torch.rand(2, 4, 4))
+
+
+def test_pipeline_sizes_at_their_edge():
+    build_train_transforms(1, 1)  # one pixel is a valid size
+    build_test_transform(1, 1)
+    for height, width, name in ((True, 4, "height"), (4, 0, "width"), (4, 2.0, "width")):
+        with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+            build_train_transforms(height, width)
+
+
+def test_train_pipelines_values_on_a_flat_image():
+    rgb = (200, 100, 30)
+    pil = Image.new("RGB", (6, 12), rgb)
+    tt = build_train_transforms(12, 6, padding=0, flip_p=0.0, erasing_p=0.0, gray=2, adapgray_p=0.0)
+    normalised = (torch.tensor(rgb) / 255 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(tt.visible(pil), normalised.view(3, 1, 1).expand(3, 12, 6))  # scaled to [0, 1] first
+    view2 = tt.visible_exchange(pil)
+    assert any(torch.allclose(view2, normalised[k].expand(3, 12, 6)) for k in range(3))  # one channel copied

@@ -1,5 +1,7 @@
+import itertools
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -146,8 +148,18 @@ def test_holdout_validation_split(sysu_train):
     assert {s.modality for s in val.query} == {"infrared"} and {s.modality for s in val.gallery} == {"visible"}
     assert val.protocol == "regdb" and all(s.label == -1 for s in val.query)
     assert holdout_validation(sysu_train, 2, seed=0)[1] == val  # deterministic for a seed
-    with pytest.raises(ValueError, match="data.val_ids=7 is invalid"):
-        holdout_validation(sysu_train, sysu_train.num_classes - 1)
+    # the seed matters: the held-out ids are random.Random(seed).sample(sorted pids, n), seed by seed
+    draws = {seed: {s.pid for s in holdout_validation(sysu_train, 2, seed=seed)[1].query} for seed in range(6)}
+    assert all(draws[seed] == set(random.Random(seed).sample(sorted(sysu_train.pids), 2)) for seed in draws)
+    assert len({frozenset(d) for d in draws.values()}) > 1
+    assert (val.query_modality, val.gallery_modality) == ("infrared", "visible")
+    assert val.name == "validation (2 held-out train ids)"
+    # the documented bounds 1..C-2 at both edges (C = 8 training ids here)
+    for num_ids in (1, sysu_train.num_classes - 2):
+        assert holdout_validation(sysu_train, num_ids)[0].num_classes == sysu_train.num_classes - num_ids
+    for num_ids in (0, sysu_train.num_classes - 1):
+        with pytest.raises(ValueError, match=f"data.val_ids={num_ids} is invalid: expected 1..6 for 8 train ids"):
+            holdout_validation(sysu_train, num_ids)
 
 
 @pytest.mark.parametrize(
@@ -196,14 +208,17 @@ def test_official_bn_train_extraction_only_in_stage2_with_stage1_batch_size(tiny
     def spy(images, modality):
         bn_training = [m.training for m in model.image_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         assert len(set(bn_training)) == 1
-        calls.append((bn_training[0], images.shape[0]))
+        calls.append((bn_training[0], modality, images.shape[0]))
         return original(images, modality)
 
     model.clip_image_features = spy
     Trainer(cfg, model, sysu_train).fit()
     nv, ni = len(sysu_train.visible), len(sysu_train.infrared)
-    stage1 = [(False, nv), (False, ni)]  # eval mode, extract_batch_size = 256 > n: one pass per modality
-    stage2 = [(True, s) for n in (nv, ni) for s in [8] * (n // 8) + ([n % 8] if n % 8 else [])]
+    stage1 = [(False, "visible", nv), (False, "infrared", ni)]  # eval mode, extract_batch_size 256 > n: one pass
+    # stage 2 in the official loop's order: visible batch j, infrared batch j, ...; then the longer modality's rest
+    vis, ir = ([8] * (n // 8) + ([n % 8] if n % 8 else []) for n in (nv, ni))
+    pairs = itertools.zip_longest([("visible", s) for s in vis], [("infrared", s) for s in ir])
+    stage2 = [(True, *step) for pair in pairs for step in pair if step is not None]
     assert calls == stage1 + stage2
 
 

@@ -207,3 +207,15 @@ def test_input_errors():
 def test_protocol_lookup():
     assert get_protocol("SYSU").unique_cmc and not get_protocol("regdb").unique_cmc
     assert get_protocol("market").needs_cams and not get_protocol("regdb").needs_cams
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_tensors_give_the_cpu_result():
+    rng = np.random.default_rng(0)
+    dist = rng.integers(0, 4, (6, 9)).astype(np.float32)  # many ties: the tie rule runs
+    q, g = rng.integers(0, 3, 6), rng.integers(0, 3, 9)
+    cpu = evaluate(dist, q, g, protocol="regdb")
+    gpu = evaluate(*(torch.as_tensor(x, device="cuda") for x in (dist, q, g)), protocol="regdb")
+    np.testing.assert_allclose(gpu.cmc, cpu.cmc)
+    assert gpu.mAP == pytest.approx(cpu.mAP) and gpu.mINP == pytest.approx(cpu.mINP)

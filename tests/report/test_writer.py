@@ -12,7 +12,7 @@ from csdn.data.samples import Sample
 from csdn.data.samples import TestSplit as Split
 from csdn.evaluation.evaluator import EvaluationReport, TrialRecord
 from csdn.report import analyse_split, write_index, write_report
-from csdn.report.html import escape, render_page, tag
+from csdn.report.html import escape, join, render_page, tag
 
 EVIL_SCRIPT = "<script>alert(1)</script>"
 EVIL_ATTR = '"><img src=x onerror=alert(2)>'
@@ -105,10 +105,12 @@ def test_escape_helpers():
 
 def test_index_links_reports(tmp_path):
     path = write_index(tmp_path / "index.html", [{"name": EVIL_SCRIPT, "href": "a b/report/index.html", "mAP": "1"}],
-                       title="ablation", columns=["mAP"])  # fmt: skip
-    page = parse(path.read_text())
+                       title="ablation", note=f"note {EVIL_SCRIPT}", columns=["mAP"])  # fmt: skip
+    html = path.read_text()
+    page = parse(html)
     links = [a["href"] for name, a in page.tags if name == "a"]
     assert links == ["a b/report/index.html"] and EVIL_SCRIPT in "".join(page.text)
+    assert "<script>" not in html and f"note {EVIL_SCRIPT}" in "".join(page.text)  # the note is escaped text
 
 
 def test_without_matplotlib_names_the_extra(tmp_path, monkeypatch, evil_split):
@@ -117,3 +119,9 @@ def test_without_matplotlib_names_the_extra(tmp_path, monkeypatch, evil_split):
     report = EvaluationReport("d", [_record("s", 0, 0.5, 0.4)], {})
     with pytest.raises(ImportError, match=r"pip install 'csdn\[viz\]'"):
         write_report(tmp_path / "out", report)
+
+
+def test_html_helpers_attributes_and_separator():
+    # attribute values None/False are left out, True gives a bare attribute; text children are escaped
+    assert tag("a", "x<", href="h", title=None, hidden=False, download=True) == '<a href="h" download>x&lt;</a>'
+    assert join(["a", "<b>", tag("i", "c")]) == "a\n&lt;b&gt;\n<i>c</i>"  # default separator: a newline

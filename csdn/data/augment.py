@@ -49,11 +49,11 @@ class ViewPlan:
         self._padded = torch.empty(3, 1, 1).expand(3, self.height + 2 * self.pad, self.width + 2 * self.pad)
         self._cropped = torch.empty(3, 1, 1).expand(3, self.height, self.width)
 
-    def draw(self) -> torch.Tensor:
+    def draw(self) -> tuple[int, ...]:
         """The view's random parameters, drawn from torch's generators as the ``v2.Compose`` draws them.
 
         Returns:
-            int64 ``(NUM_PARAMS,)`` (see :data:`NUM_PARAMS`).
+            ``NUM_PARAMS`` ints (see :data:`NUM_PARAMS`).
         """
         crop = self.crop.make_params([self._padded])
         flip = not bool(torch.rand(1) >= self.flip.p)  # v2.RandomHorizontalFlip's own test
@@ -65,11 +65,11 @@ class ViewPlan:
         elif isinstance(self.channel, ChannelAdapGray):
             params = self.channel.make_params([self._cropped])
             channel = params["index"] if params["index"] < 3 else (3 if params["grey"] else -1)
-        return torch.tensor([crop["top"], crop["left"], int(flip), *box, channel], dtype=torch.long)
+        return (crop["top"], crop["left"], int(flip), *box, channel)
 
-    def apply(self, image: np.ndarray, params: torch.Tensor) -> torch.Tensor:
+    def apply(self, image: np.ndarray, params: Sequence[int]) -> torch.Tensor:
         """One view of a resized uint8 image ``(H, W, 3)`` with drawn ``params``, float32 ``(3, H, W)`` (CPU)."""
-        top, left, flip, e_top, e_left, e_h, e_w, channel = params.tolist()
+        top, left, flip, e_top, e_left, e_h, e_w, channel = (int(v) for v in params)
         h, w, p = self.height, self.width, self.pad
         dy, dx = top - p, left - p  # source offset of the crop window inside the unpadded image
         canvas = np.zeros((h, w, 3), dtype=np.uint8)
@@ -118,7 +118,7 @@ def apply_batch(plan: ViewPlan, images: torch.Tensor, params: torch.Tensor) -> t
     Args:
         plan: The view.
         images: Resized uint8 images ``(B, H, W, 3)`` on any device.
-        params: Drawn parameters ``(B, NUM_PARAMS)`` (any device).
+        params: Drawn parameters, int ``(B, NUM_PARAMS)`` (any device).
 
     Returns:
         float32 ``(B, 3, H, W)`` on the images' device.

@@ -288,7 +288,7 @@ class CrossModalityDataset(Dataset):
                 params = [plan.draw() for plan in self.plans]  # view 1, view 2, infrared: the pipelines' order
             if self.augment_on == "device":
                 raw = torch.from_numpy(vis_image.copy()), torch.from_numpy(ir_image.copy())
-                return RawPairedSample(*raw, torch.stack(params), *labels)
+                return RawPairedSample(*raw, torch.tensor(params, dtype=torch.long), *labels)
             images = (vis_image, vis_image, ir_image)
             views = [plan.apply(image, p) for plan, image, p in zip(self.plans, images, params, strict=True)]
             return PairedSample(*views, *labels)

@@ -42,7 +42,7 @@ def test_compiled_views_equal_the_pipelines(settings):
                 expected = pipeline(pil)
             resized = np.asarray(plan.resize(pil))
             with seeded_augmentation(seed):
-                params = plan.draw()
+                params = torch.tensor(plan.draw())
             assert torch.equal(plan.apply(resized, params), expected), (seed, params)
             batched = apply_batch(
                 plan, torch.from_numpy(resized.copy())[None].repeat(2, 1, 1, 1), params[None].repeat(2, 1)

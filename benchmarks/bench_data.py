@@ -41,6 +41,7 @@ from _reference_data import ReferencePairs, pre_resize  # noqa: E402
 
 from csdn._threads import torch_threads  # noqa: E402
 from csdn.data import SYSUMM01, CrossModalityDataset, CrossModalityIdentitySampler  # noqa: E402
+from csdn.data.loaders import collate  # noqa: E402
 from csdn.data.synthetic import make_sysu  # noqa: E402
 
 PAIRS_PER_BATCH = 32  # 8 ids x 4 images per modality
@@ -76,7 +77,8 @@ def run_loader(dataset, batches, workers: int, threads: int | None = None) -> tu
 
     ``threads``: torch threads of this process during the pass (``None``: as it is).
     """
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+    collate_fn = collate if isinstance(dataset, CrossModalityDataset) else None  # as the stage-3 loader / official
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate_fn)
     cpu, start = _cpu_seconds(), time.perf_counter()
     with torch_threads(threads):
         for _ in loader:

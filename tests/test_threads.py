@@ -85,3 +85,16 @@ def test_loader_items_run_on_one_thread(monkeypatch, two_threads, tmp_path):
     seen = []
     ImageDataset([Sample(str(path), 1, 1, "visible")], lambda im: seen.append(torch.get_num_threads()))[0]
     assert seen == [1] and torch.get_num_threads() == 2
+
+
+def test_main_process_collate_runs_on_one_thread(monkeypatch, two_threads):
+    import csdn.data.loaders as loaders
+    from csdn.data.images import collate_skipping
+
+    seen = []
+    _recording(monkeypatch, loaders, "default_collate", seen)
+    batch = loaders.collate([torch.zeros(3, 4, 2), torch.ones(3, 4, 2)])
+    assert batch.shape == (2, 3, 4, 2) and seen == [1]
+    _recording(monkeypatch, torch, "stack", seen)
+    collate_skipping([torch.zeros(3, 4, 2)])
+    assert seen == [1, 1] and torch.get_num_threads() == 2

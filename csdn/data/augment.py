@@ -80,7 +80,7 @@ class ViewPlan:
             canvas = canvas[:, ::-1]
         out = np.empty((3, h, w), dtype=np.float32)
         for c in range(3):
-            np.take(self._lut_np[c], canvas[:, :, c], out=out[c])
+            np.take(self._lut_np[c], canvas[:, :, c], out=out[c], mode="clip")  # uint8: never clipped; no checks
         view = torch.from_numpy(out)
         if e_h:
             view[:, e_top : e_top + e_h, e_left : e_left + e_w] = self.fill.view(3, 1, 1)

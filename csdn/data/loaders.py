@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import PIL.Image
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from .._threads import memory_bound
 from .augment import NUM_PARAMS, ViewPlan, apply_batch, compile_view
@@ -45,6 +45,7 @@ __all__ = [
     "CrossModalityDataset",
     "AUGMENT_ON",
     "concat_views",
+    "collate",
     "seeded_augmentation",
 ]
 
@@ -330,3 +331,13 @@ def concat_views(batch: PairedSample) -> tuple[torch.Tensor, torch.Tensor, torch
     visible = torch.cat([batch.visible, batch.visible_exchange])
     labels = torch.as_tensor(batch.visible_label)
     return visible, torch.cat([labels, labels]), batch.infrared, torch.as_tensor(batch.infrared_label)
+
+
+def collate(batch: list[Any]) -> Any:
+    """``default_collate`` on one torch thread: a DataLoader ``collate_fn`` for loaders whose main process collates.
+
+    Stacking a batch is memory-bound; at the default thread count it stalls on a busy machine like the items do
+    (see :mod:`csdn._threads`). Workers already run on one thread, so this only changes ``num_workers=0``.
+    """
+    with memory_bound():
+        return default_collate(batch)

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.image_cache import ResizedImageStore
-from ..data.loaders import CrossModalityDataset
+from ..data.loaders import CrossModalityDataset, collate
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TestSplit, TrainSplit
 from ..data.transforms import TrainTransforms, build_train_transforms
@@ -60,6 +60,7 @@ def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, gene
         num_workers=d.num_workers,
         generator=generator,
         drop_last=True,
+        collate_fn=collate,  # one thread in the main process (num_workers=0), as in a worker
         pin_memory=False,
         persistent_workers=False,
     )

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
+from csdn.data.loaders import collate
 from csdn.data.transforms import ChannelAdapGray, ChannelExchange, ChannelRandomErasing
 from csdn.engine import apply_overrides, get_preset
 from csdn.engine.distributed import DistInfo
@@ -35,6 +36,7 @@ def test_non_default_augmentation_and_sampler_settings_reach_the_stage3_loader(s
     sampler = loader.sampler
     assert (sampler.num_ids, sampler.batch_size, sampler.seed) == (3, 3 * 2, 11)  # P x K
     assert loader.batch_size == 6 and loader.num_workers == 0
+    assert loader.collate_fn is collate  # the main process collates on one thread
 
 
 def test_image_cache_and_augment_settings_reach_the_stage3_loader(sysu_train, tmp_path):

@@ -110,7 +110,7 @@ class ResizedImageStore:
     def _memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if not path.exists() or path.stat().st_size != size:
-            with open(path, "wb") as f:  # sparse file of the right size; stamps of zeros mark empty slots
+            with open(path, "ab") as f:  # sized, never emptied (another rank may be filling it); zeros = empty slots
                 f.truncate(size)
         return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
 

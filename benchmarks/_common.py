@@ -116,6 +116,25 @@ def load_average() -> str:
         return "n/a"
 
 
+def _python_loop(n: int = 2_000_000) -> float:
+    start, x = time.perf_counter(), 0
+    for i in range(n):
+        x += i
+    return time.perf_counter() - start
+
+
+def control_line(repeat: int = 3) -> str:
+    """What one busy process costs a single-threaded pure-Python loop here: the machine's own busy/idle factor.
+
+    A csdn busy/idle ratio near this one means the slowdown is the CPU share the busy process takes, not threads
+    waiting for each other.
+    """
+    idle = sorted(_python_loop() for _ in range(repeat))[repeat // 2]
+    with busy_process():
+        busy = sorted(_python_loop() for _ in range(repeat))[repeat // 2]
+    return f"control (1-thread Python loop) busy/idle {busy / idle:.2f}x ({busy:.2f} s / {idle:.2f} s)"
+
+
 def environment_line() -> str:
     """Thread settings and machine load, printed at the top of every benchmark."""
     import torch

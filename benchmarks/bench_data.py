@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import busy_process, environment_line  # noqa: E402
+from _common import busy_process, control_line, environment_line  # noqa: E402
 from _reference_data import ReferencePairs, pre_resize  # noqa: E402
 
 from csdn._threads import torch_threads  # noqa: E402
@@ -115,6 +115,8 @@ def main() -> None:
     train = make_tree(Path(args.root or tempfile.gettempdir()), height, width).train
     batches = global_batches(train, count)
     print(f"{environment_line()}; fork start: {torch.multiprocessing.get_start_method()}; pid {os.getpid()}")
+    if not args.no_contended:
+        print(control_line())
     print(f"{len(train.visible)} visible + {len(train.infrared)} infrared {height}x{width} JPEGs -> 288x144; "
           f"{count} batches of {PAIRS_PER_BATCH} pairs (96 images) per row")  # fmt: skip
     reference, prep = reference_dataset(train)

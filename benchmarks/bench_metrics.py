@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import environment_line, gib, measure  # noqa: E402
+from _common import control_line, environment_line, gib, load_average, measure  # noqa: E402
 from _reference import reference_evaluate  # noqa: E402
 
 # name: (protocol, num_query, gallery builder args)
@@ -80,6 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     size = "quarter (--quick)" if args.quick else "full"
     print(f"{environment_line()}; torch threads: {args.threads or 'default'}; sizes {size}")
+    if not args.no_contended:
+        print(control_line())
     header = ("case", "csdn s", "ref s", "speed-up", "csdn +RSS", "ref +RSS", "max |diff|", "busy s", "busy/idle")
     print("{:28s} {:>9s} {:>8s} {:>9s} {:>10s} {:>10s} {:>10s} {:>9s} {:>9s}".format(*header))
     for name in args.cases:
@@ -104,6 +106,7 @@ def main() -> None:
             f"{diff:10.2e} "
             + (f"{busy['median']:9.4f} {busy['median'] / ours['median']:8.2f}x" if "median" in busy else "")
         )
+    print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

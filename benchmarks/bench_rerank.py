@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import environment_line, gib, measure  # noqa: E402
+from _common import control_line, environment_line, gib, load_average, measure  # noqa: E402
 from _reference import reference_rerank  # noqa: E402
 
 CASES = {"sysu-single": (3803, 301, 96), "market": (3368, 15913, 751)}
@@ -173,6 +173,8 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     size = "quarter (--quick)" if args.quick else "full"
     print(f"{environment_line()}; torch threads: {args.threads or 'default'}; sizes {size}")
+    if not args.no_contended:
+        print(control_line())
     for name in args.cases:
         num_q, num_g, ids = CASES[name]
         if args.quick:
@@ -210,6 +212,7 @@ def main() -> None:
             f"  fused / the time of its own product calls (the same products, timed inside each run):"
             f" {_span(own, '{:.2f}')} ({', '.join(f'{p:.1f} s' for p in res['in_products'])} in products)"
         )
+    print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -310,9 +310,10 @@ class CrossModalityDataset(Dataset):
         with the parameters drawn in the items (equal to the CPU views); a :class:`PairedSample` batch is moved.
         """
         if isinstance(batch, PairedSample):
-            return batch._replace(
-                **{k: getattr(batch, k).to(device) for k in ("visible", "visible_exchange", "infrared")}
+            moved = (
+                getattr(batch, k).to(device, non_blocking=True) for k in ("visible", "visible_exchange", "infrared")
             )
+            return PairedSample(*moved, *batch[3:])
         vis, ir = batch.visible.to(device, non_blocking=True), batch.infrared.to(device, non_blocking=True)
         if batch.params.shape[-1] != NUM_PARAMS:
             raise ValueError(f"batch.params must end with {NUM_PARAMS} fields, got {tuple(batch.params.shape)}")

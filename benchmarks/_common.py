@@ -1,12 +1,20 @@
-"""Benchmark plumbing: run one measurement in a fresh process and report its time and peak memory."""
+"""Benchmark plumbing: run one measurement in a fresh process and report its time and peak memory.
+
+Measurements run in the user's default environment (no thread or wait-policy variables are set here). A
+contended measurement runs beside one background busy process (:func:`busy_process`) that the benchmark starts
+before and stops after it, so idle and contended times come from the same run.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import resource
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -53,38 +61,89 @@ def _child(queue: Any, setup: Callable, run: Callable, args: tuple, repeat: int,
         start = time.perf_counter()
         out = run(data)
         times.append(time.perf_counter() - start)
-    queue.put({"seconds": min(times), "peak_rss": peak_rss(), "rss_before": before, "output": out})
+    result = {"seconds": min(times), "median": sorted(times)[len(times) // 2], "output": out}
+    queue.put({**result, "peak_rss": peak_rss(), "rss_before": before})
 
 
-def measure(setup: Callable, run: Callable, args: tuple, repeat: int = 1, threads: int | None = None) -> dict:
+def measure(
+    setup: Callable, run: Callable, args: tuple, repeat: int = 1, threads: int | None = None, contended: bool = False
+) -> dict:
     """Run ``run(setup(*args))`` ``repeat`` times in a fresh process (best time, process peak RSS).
 
-    Returns ``{"seconds", "peak_rss", "rss_before", "extra_rss", "output"}`` (peak_rss: the process's peak
+    With ``contended``, one background busy process runs for the whole measurement (started before the child,
+    stopped after it).
+
+    Returns ``{"seconds", "median", "peak_rss", "rss_before", "extra_rss", "output"}`` (best and median time;
+    peak_rss: the process's peak
     during the measured runs, data included; extra_rss: that peak minus the RSS before them), or
     ``{"error": ...}`` if the process died (e.g. killed for running out of memory).
     """
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(queue, setup, run, args, repeat, threads))
-    proc.start()
-    try:
-        result = queue.get(timeout=3600)
-    except Exception as exc:  # noqa: BLE001 - a dead child just yields an error entry
-        result = {"error": f"{type(exc).__name__}: exit code {proc.exitcode}"}
+    with busy_process() if contended else contextlib.nullcontext():
+        proc.start()
+        try:
+            result = queue.get(timeout=3600)
+        except Exception as exc:  # noqa: BLE001 - a dead child just yields an error entry
+            result = {"error": f"{type(exc).__name__}: exit code {proc.exitcode}"}
     if "peak_rss" in result:
         result["extra_rss"] = max(0, result["peak_rss"] - result["rss_before"])
     proc.join()
     return result
 
 
-def configure_openmp() -> str:
-    """Default OMP_WAIT_POLICY to PASSIVE for the measurement processes and return the policy in use.
+@contextlib.contextmanager
+def busy_process(count: int = 1) -> Iterator[None]:
+    """``count`` background processes spinning on a core each (a busy machine) for the duration of the block."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        time.sleep(0.2)  # let them reach the loop
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
 
-    On a shared, oversubscribed machine OpenMP's default busy-waiting makes every parallel torch op wait for
-    descheduled threads (a 2-thread run can be several times slower than a 1-thread run); passive waiting avoids
-    that. It must be set before a process starts OpenMP, so it is set here for the spawned children.
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages (``/proc/loadavg``), or ``"n/a"``."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def _python_loop(n: int = 2_000_000) -> float:
+    start, x = time.perf_counter(), 0
+    for i in range(n):
+        x += i
+    return time.perf_counter() - start
+
+
+def control_line(repeat: int = 3) -> str:
+    """What one busy process costs a single-threaded pure-Python loop here: the machine's own busy/idle factor.
+
+    A csdn busy/idle ratio near this one means the slowdown is the CPU share the busy process takes, not threads
+    waiting for each other.
     """
-    return os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    idle = sorted(_python_loop() for _ in range(repeat))[repeat // 2]
+    with busy_process():
+        busy = sorted(_python_loop() for _ in range(repeat))[repeat // 2]
+    return f"control (1-thread Python loop) busy/idle {busy / idle:.2f}x ({busy:.2f} s / {idle:.2f} s)"
+
+
+def environment_line() -> str:
+    """Thread settings and machine load, printed at the top of every benchmark."""
+    import torch
+
+    wait = os.environ.get("OMP_WAIT_POLICY", "unset (default)")
+    return (
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, {os.cpu_count()} CPUs; "
+        f"OMP_WAIT_POLICY {wait}; load average {load_average()}"
+    )
 
 
 def gib(n: int) -> str:

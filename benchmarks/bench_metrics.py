@@ -1,7 +1,9 @@
 """Time csdn.evaluation.evaluate against a per-query loop evaluator written the way the field's are.
 
-Usage: ``python benchmarks/bench_metrics.py [--quick] [--threads N] [--repeat R]``. Each measurement runs in
-a fresh process; the reference is timed once (it takes seconds), csdn as the best of ``--repeat`` runs.
+Usage: ``python benchmarks/bench_metrics.py [--quick] [--threads N] [--repeat R] [--no-contended]``. Each
+measurement runs in a fresh process in the default environment; the reference is timed once (it takes seconds),
+csdn as the best of ``--repeat`` runs, once on the machine as it is ("idle") and once beside one background busy
+process the benchmark starts and stops itself ("busy"); ``busy/idle`` is the ratio of their median times.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import configure_openmp, gib, measure  # noqa: E402
+from _common import control_line, environment_line, gib, load_average, measure  # noqa: E402
 from _reference import reference_evaluate  # noqa: E402
 
 # name: (protocol, num_query, gallery builder args)
@@ -74,12 +76,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--repeat", type=int, default=5, help="csdn runs per case (best is reported)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run")
+    parser.add_argument("--no-contended", action="store_true", help="skip the runs beside a busy process")
     args = parser.parse_args()
-    policy = configure_openmp()
     size = "quarter (--quick)" if args.quick else "full"
-    print(f"torch threads: {args.threads or 'default'}; OMP_WAIT_POLICY={policy}; sizes {size}")
-    header = ("case", "csdn s", "ref s", "speed-up", "csdn +RSS", "ref +RSS", "max |diff|")
-    print("{:28s} {:>9s} {:>8s} {:>9s} {:>10s} {:>10s} {:>10s}".format(*header))
+    print(f"{environment_line()}; torch threads: {args.threads or 'default'}; sizes {size}")
+    if not args.no_contended:
+        print(control_line())
+    header = ("case", "csdn s", "ref s", "speed-up", "csdn +RSS", "ref +RSS", "max |diff|", "busy s", "busy/idle")
+    print("{:28s} {:>9s} {:>8s} {:>9s} {:>10s} {:>10s} {:>10s} {:>9s} {:>9s}".format(*header))
     for name in args.cases:
         protocol, num_q, per_cell, size = CASES[name]
         if args.quick:
@@ -89,6 +93,7 @@ def main() -> None:
         num_q = num_g if protocol == "regdb" else num_q
         name = f"{name} ({num_q}x{num_g})"
         ours = measure(make_case, run_csdn, case_args, repeat=args.repeat, threads=args.threads)
+        busy = {} if args.no_contended else measure(make_case, run_csdn, case_args, args.repeat, args.threads, True)
         ref = measure(make_case, run_reference, case_args, repeat=1, threads=args.threads)
         if "error" in ours or "error" in ref:
             print(f"{name:28s} failed: {ours.get('error')} {ref.get('error')}")
@@ -98,8 +103,10 @@ def main() -> None:
         print(
             f"{name:28s} {ours['seconds']:9.4f} {ref['seconds']:8.3f} {ref['seconds'] / ours['seconds']:8.1f}x "
             f"{gib(ours['extra_rss']):>10s} {gib(ref['extra_rss']):>10s} "
-            f"{diff:10.2e}"
+            f"{diff:10.2e} "
+            + (f"{busy['median']:9.4f} {busy['median'] / ours['median']:8.2f}x" if "median" in busy else "")
         )
+    print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Time csdn k-reciprocal re-ranking against the dense reference (N x N matrices, full argsort, Python loops).
 
-Usage: ``python benchmarks/bench_rerank.py [--quick] [--threads N] [--rounds R] [--skip-market-reference]``.
+Usage: ``python benchmarks/bench_rerank.py [--quick] [--threads N] [--rounds R] [--skip-market-reference]
+[--no-contended]``. Everything runs in the default environment; each round also times csdn beside one background
+busy process the benchmark starts and stops itself, and prints the busy/idle ratio of the median times.
 Inputs are euclidean distances between synthetic 2048-d features with identity structure, computed once and
 cached as .npy files; every measurement runs in a fresh process that loads them (so its memory counts
 them); the reference and csdn alternate over ``--rounds`` rounds (the machine may be shared: a ratio is only meaningful
@@ -22,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import configure_openmp, gib, measure  # noqa: E402
+from _common import control_line, environment_line, gib, load_average, measure  # noqa: E402
 from _reference import reference_rerank  # noqa: E402
 
 CASES = {"sysu-single": (3803, 301, 96), "market": (3368, 15913, 751)}
@@ -121,6 +123,10 @@ def _row(label: str, res: dict) -> str:
     )
 
 
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def _span(values: list[float], fmt: str = "{:.1f}") -> str:
     lo, hi = min(values), max(values)
     return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
@@ -128,18 +134,27 @@ def _span(values: list[float], fmt: str = "{:.1f}") -> str:
 
 def compare_reference(cache: Path, key: str, args: argparse.Namespace) -> None:
     """Interleaved rounds: the dense reference once, then csdn (best of --repeat), each in a fresh process."""
-    ratios = []
+    ratios, contention = [], []
     for r in range(args.rounds):
         ref = measure(load_matrices, run_reference, (str(cache), key), threads=args.threads)
         ours = measure(load_matrices, run_csdn, (str(cache), key), repeat=args.repeat, threads=args.threads)
         print(_row(f"round {r + 1}: dense reference", ref))
         print(_row(f"round {r + 1}: csdn re_ranking", ours))
+        if not args.no_contended:
+            busy = measure(load_matrices, run_csdn, (str(cache), key), args.repeat, args.threads, contended=True)
+            print(_row(f"round {r + 1}: csdn, one busy process", busy))
+            if "median" in busy and "median" in ours:
+                contention.append(busy["median"] / ours["median"])
+                print(f"  round {r + 1}: csdn busy/idle (median of {args.repeat}) {contention[-1]:.2f}x")
         if "seconds" in ref and "seconds" in ours:
             ratios.append(ref["seconds"] / ours["seconds"])
             diff = np.abs(ours["output"] - ref["output"]).max()
             print(f"  round {r + 1}: speed-up {ratios[-1]:.1f}x; max |csdn - reference| on a 50x50 corner {diff:.2e}")
     if ratios:
         print(f"  re_ranking speed-up over the dense reference: {_span(ratios)}x over {len(ratios)} rounds")
+    if contention:
+        span = _span(contention, "{:.2f}")
+        print(f"  re_ranking with one busy process / without: {span}x over {len(contention)} rounds")
 
 
 def main() -> None:
@@ -150,14 +165,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved reference/csdn rounds")
     parser.add_argument("--skip-market-reference", action="store_true", help="the dense reference needs ~9 GB")
     parser.add_argument("--skip-fused", action="store_true", help="skip the fused distance(rerank=True) ratio")
+    parser.add_argument("--no-contended", action="store_true", help="skip the runs beside a busy process")
     parser.add_argument("--cache", default=None, help="directory for the cached distance matrices")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), help="cases to run")
     args = parser.parse_args()
     cache = Path(args.cache or tempfile.gettempdir()) / "csdn_bench_rerank"
     cache.mkdir(parents=True, exist_ok=True)
-    policy = configure_openmp()
     size = "quarter (--quick)" if args.quick else "full"
-    print(f"torch threads: {args.threads or 'default'}; OMP_WAIT_POLICY={policy}; sizes {size}")
+    print(f"{environment_line()}; torch threads: {args.threads or 'default'}; sizes {size}")
+    if not args.no_contended:
+        print(control_line())
     for name in args.cases:
         num_q, num_g, ids = CASES[name]
         if args.quick:
@@ -173,6 +190,15 @@ def main() -> None:
         if "error" in fused:
             print(f"  fused distance(rerank=True) failed: {fused['error']}")
             continue
+        if not args.no_contended:
+            busy = measure(make_features, fused_vs_matmul, (num_q, num_g, ids), threads=args.threads, contended=True)
+            if "output" in busy:
+                idle_s, busy_s = _median(fused["output"]["fused"]), _median(busy["output"]["fused"])
+                mm_idle, mm_busy = _median(fused["output"]["matmul"]), _median(busy["output"]["matmul"])
+                print(
+                    f"  fused distance(rerank=True) with one busy process / without: {busy_s / idle_s:.2f}x"
+                    f" ({busy_s:.2f} s / {idle_s:.2f} s); its three products alone: {mm_busy / mm_idle:.2f}x"
+                )
         res = fused["output"]
         rounds = ", ".join(f"{f:.2f} s / {m:.2f} s" for f, m in zip(res["fused"], res["matmul"], strict=True))
         print(f"  fused distance(rerank=True) / its matmuls (q.g, q.q, g.g): {rounds}")
@@ -186,6 +212,7 @@ def main() -> None:
             f"  fused / the time of its own product calls (the same products, timed inside each run):"
             f" {_span(own, '{:.2f}')} ({', '.join(f'{p:.1f} s' for p in res['in_products'])} in products)"
         )
+    print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

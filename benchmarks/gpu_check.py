@@ -9,6 +9,9 @@ Rows (see docs/performance.md, "GPU check"):
   modality (64 visible views + 32 infrared images), the stage-3 loss from ``csdn.losses`` (unit weights), Adam,
   in fp32 and in bf16 autocast + channels_last;
 - extraction images/s with the flip augmentation (``encode_images``, batch 64), fp32 and bf16;
+- stage-3 loader images/s (warm image cache, ``loader_workers`` workers) with the augmentations in the loader
+  (CPU) and with ``augment_on="device"`` (uint8 batches augmented on the GPU), to set beside the training rows:
+  a loader slower than the training step means the GPU waits;
 - ``evaluate`` and fused re-ranking (``distance(..., rerank=True)``, 2048-d features) at SYSU single-shot and
   Market-1501 sizes, on the GPU and on the CPU (same data);
 - peak GPU memory of each row.
@@ -47,6 +50,9 @@ FULL = {
     "sysu": (3803, 301),
     "market": (3368, 15913),
     "dim": 2048,
+    "loader_source": (384, 192),
+    "loader_batches": 20,
+    "loader_workers": 4,
 }
 TINY = {
     "clip": {},
@@ -61,6 +67,9 @@ TINY = {
     "sysu": (40, 12),
     "market": (30, 50),
     "dim": 16,
+    "loader_source": (40, 20),
+    "loader_batches": 2,
+    "loader_workers": 0,
 }
 
 
@@ -184,6 +193,46 @@ def extraction_rows(sizes: dict, device: torch.device) -> list[dict]:
     return rows
 
 
+def loader_rows(sizes: dict, device: torch.device) -> list[dict]:
+    """Stage-3 loader images/s with CPU and with device-side augmentation (synthetic JPEGs, warm image cache)."""
+    import tempfile
+
+    from torch.utils.data import DataLoader
+
+    from csdn.data import SYSUMM01, CrossModalityDataset, CrossModalityIdentitySampler, build_train_transforms
+    from csdn.data.synthetic import make_sysu
+
+    rows, workers = [], sizes["loader_workers"]
+    with tempfile.TemporaryDirectory() as tmp:
+        make_sysu(tmp, num_train_ids=12, num_val_ids=1, num_test_ids=2, images_per_cam=6,
+                  image_size=sizes["loader_source"], missing_cam_prob=0.0)  # fmt: skip
+        train = SYSUMM01(tmp).train
+        sampler = CrossModalityIdentitySampler.from_split(
+            train, sizes["ids"], sizes["per_id"], seed=0, sample_seeds=True
+        )
+        pairs = [tuple(p) for p in sampler]
+        step = sampler.batch_size
+        batches = [pairs[i : i + step] for i in range(0, len(pairs) - step + 1, step)]
+        batches = (batches * sizes["loader_batches"])[: sizes["loader_batches"]]
+        transforms = build_train_transforms(*sizes["image_size"])
+        for where in ("cpu", "device"):
+            dataset = CrossModalityDataset(train, transforms, image_cache="memory", augment_on=where)
+
+            def one_pass(dataset=dataset) -> None:
+                loader = DataLoader(
+                    dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda"
+                )
+                for batch in loader:
+                    dataset.to_views(batch, device)
+
+            seconds = _timed(device, one_pass, 1, warmup=1)  # the warm-up pass fills the image cache
+            label = "in the loader (CPU)" if where == "cpu" else "on the device"
+            images = 3 * step * len(batches)
+            rows.append(_row(f"stage-3 loader, augmentation {label}, workers {workers}", device, images / seconds,
+                             "images/s", None))  # fmt: skip
+    return rows
+
+
 def _features(num_q: int, num_g: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     rng = np.random.default_rng(seed)
     ids = max(2, (num_q + num_g) // 40)
@@ -264,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     if tests is not None:
         print(f"pytest -m cuda: {tests}")
     rows = train_rows(sizes, device) + extraction_rows(sizes, device) + evaluation_rows(sizes, device)
+    rows += loader_rows(sizes, device)
     table = format_table(rows)
     print(table)
     result = {

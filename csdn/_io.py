@@ -279,10 +279,15 @@ def atomic_open(path: str | os.PathLike, *, sync: bool = False) -> Iterator[IO[b
         sync: ``fsync`` the file before the rename makes it visible (checkpoints).
     """
     with atomic_path(path) as tmp, os.fdopen(create_exclusive(tmp), "wb") as handle:
-        yield handle
-        handle.flush()
-        if sync:
-            os.fsync(handle.fileno())
+        try:
+            yield handle
+            handle.flush()
+            if sync:
+                os.fsync(handle.fileno())
+        except OSError as error:
+            if not isinstance(error.filename, str | bytes | os.PathLike):  # an fdopen handle's name is its fd
+                error.filename = os.fspath(tmp)
+            raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -25,6 +25,7 @@ from csdn.data.synthetic import make_sysu
 from csdn.engine import build_csdn, config_to_dict, get_preset, load_trained_model, save_checkpoint
 from csdn.engine.distributed import resolve_device
 from csdn.evaluation import VIReIDEvaluator
+from csdn.models.checkpoint import final_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,7 +49,7 @@ def synthetic_checkpoint(folder: Path) -> tuple[Path, Path]:
     root = make_sysu(folder / "sysu-synthetic", num_train_ids=6, num_val_ids=2, num_test_ids=6, images_per_cam=2)
     cfg = get_preset("demo")
     model = build_csdn(cfg, num_classes=8)
-    state = {"model": model.state_dict(), "config": config_to_dict(cfg), "num_classes": 8}
+    state = final_checkpoint(model, config_to_dict(cfg))  # what `csdn train` writes as final.pt
     return Path(root), save_checkpoint(state, folder / "untrained.pt")
 
 

@@ -22,6 +22,7 @@ from csdn.data.images import list_images, preprocess
 from csdn.data.synthetic import make_sysu
 from csdn.engine import build_csdn, config_to_dict, get_preset, load_checkpoint, save_checkpoint
 from csdn.inference import FeatureExtractor, SearchResult, search
+from csdn.models.checkpoint import final_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,7 +48,7 @@ def synthetic_inputs(folder: Path) -> tuple[Path, Path, list[str]]:
     """An untrained tiny checkpoint, a visible gallery folder and a few infrared queries (SYSU-MM01 layout)."""
     root = Path(make_sysu(folder / "sysu", num_train_ids=2, num_val_ids=1, num_test_ids=5, images_per_cam=2))
     cfg = get_preset("demo")
-    state = {"model": build_csdn(cfg, 3).state_dict(), "config": config_to_dict(cfg), "num_classes": 3}
+    state = final_checkpoint(build_csdn(cfg, 3), config_to_dict(cfg))  # what `csdn train` writes as final.pt
     checkpoint = save_checkpoint(state, folder / "untrained.pt")
     queries = list_images(root / "cam3")[::4]  # cam3 is an infrared camera
     return checkpoint, root / "cam1", queries  # cam1 is a visible camera

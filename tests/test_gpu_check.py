@@ -51,6 +51,10 @@ def test_tiny_cpu_run_writes_the_table_and_json(gpu_check, capsys, tmp_path):
         "extraction with flip (bf16)",
     ]
     assert sum(n.startswith("evaluate,") for n in names) == 2 and sum(n.startswith("re-ranking") for n in names) == 2
+    assert [n for n in names if n.startswith("stage-3 loader")] == [
+        "stage-3 loader, augmentation in the loader (CPU), workers 0",
+        "stage-3 loader, augmentation on the device, workers 0",
+    ]
     for row in result["rows"]:
         assert row["device"] == "cpu" and row["value"] > 0 and row["peak_gpu_gib"] is None
         assert row["name"] in printed  # every JSON row is a table line

@@ -3,9 +3,9 @@
 clip (leaf) -> data -> models -> losses -> engine (training only); evaluation and inference sit on data/models and
 never import engine; viz and export add inference; study (grids of runs) sits on engine, evaluation and report's
 HTML helpers; report, cli and the package face may use everything. The root's private helpers (``_io``,
-``_modality``, ``_optional``, ``_progress``, ``_untrusted``, ``_version``) import nothing from csdn and any layer but
-clip may use them; clip may use ``_untrusted`` (file-derived text and sizes). Every module of the package must
-belong to a part listed in :data:`ALLOWED`.
+``_modality``, ``_optional``, ``_progress``, ``_threads``, ``_untrusted``, ``_version``) import nothing from csdn
+and any layer but clip may use them; clip may use ``_untrusted`` (file-derived text and sizes). Every module of the
+package must belong to a part listed in :data:`ALLOWED`.
 """
 
 import ast
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "csdn"
-PRIVATE = {"_io", "_modality", "_optional", "_progress", "_untrusted", "_version"}
+PRIVATE = {"_io", "_modality", "_optional", "_progress", "_threads", "_untrusted", "_version"}
 EVERYTHING = {"clip", "data", "models", "losses", "engine", "evaluation", "inference", "viz", "export", "report", "cli"}
 EVERYTHING |= {"study"}
 EVERYTHING |= PRIVATE
@@ -25,6 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "_optional": set(),
     "_progress": set(),
     "_untrusted": set(),
+    "_threads": set(),
     "_version": set(),
     "clip": {"_untrusted"},  # the one guard of file-derived text and declared sizes (imports nothing from csdn)
     "data": PRIVATE,

@@ -161,7 +161,7 @@ def output_error_message(error: OSError) -> str | None:
     """One line for an ``OSError`` that means an output cannot be written (full disk, read-only), else None."""
     if error.errno not in OUTPUT_ERRNOS:
         return None
-    where = error.filename
+    where = error.filename if isinstance(error.filename, str | bytes | os.PathLike) else None
     if where is not None:
         where = Path(os.fspath(where)).parent  # the temporary file's folder is the target's
     reason = "the disk is full" if error.errno != errno.EROFS else "the file system is read-only"

@@ -19,6 +19,8 @@ import PIL.Image
 import torch
 from torch.utils.data import Dataset
 
+from .._threads import memory_bound
+
 if TYPE_CHECKING:  # torchvision (and with it its detection ops and torch._dynamo) is imported on first use only
     from torchvision.transforms import v2
 
@@ -231,7 +233,8 @@ class InputDataset(Dataset):
         if isinstance(item, torch.Tensor) and item.is_floating_point():
             return self._preprocessed(item, index)
         try:
-            return self.transform(to_pil_image(item))
+            with memory_bound():  # per-image ops: one thread, as in a DataLoader worker (csdn/_threads.py)
+                return self.transform(to_pil_image(item))
         except (ValueError, FileNotFoundError) as error:
             if self.skip_bad and isinstance(item, (str, os.PathLike)) and not Path(item).is_dir():
                 return SkippedInput(index, os.fspath(item), str(error))
@@ -253,7 +256,9 @@ class InputDataset(Dataset):
 def collate_skipping(batch: list[torch.Tensor | SkippedInput]) -> tuple[torch.Tensor | None, list[SkippedInput]]:
     """DataLoader ``collate_fn`` for :class:`InputDataset` with ``skip_bad``: (stacked good images or None, skipped)."""
     good = [x for x in batch if isinstance(x, torch.Tensor)]
-    return (torch.stack(good) if good else None), [x for x in batch if isinstance(x, SkippedInput)]
+    with memory_bound():
+        stacked = torch.stack(good) if good else None
+    return stacked, [x for x in batch if isinstance(x, SkippedInput)]
 
 
 def preprocess(

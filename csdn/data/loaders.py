@@ -27,12 +27,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import PIL.Image
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
+from .._threads import memory_bound
+from .image_cache import CACHE_MODES, ResizedImageStore
 from .images import load_image
 from .samples import Sample, TrainSplit
 
 if TYPE_CHECKING:  # torchvision is imported when a pipeline is built, not with csdn
+    from .augment import ViewPlan
     from .transforms import TrainTransforms
 
 __all__ = [
@@ -40,8 +43,11 @@ __all__ = [
     "CachedImageLoader",
     "ImageDataset",
     "PairedSample",
+    "RawPairedSample",
     "CrossModalityDataset",
+    "AUGMENT_ON",
     "concat_views",
+    "collate",
     "seeded_augmentation",
 ]
 
@@ -113,9 +119,10 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int, int, str]:
         sample = self.samples[index]
-        image = self.loader(sample.path)
-        if self.transform is not None:
-            image = self.transform(image)
+        with memory_bound():  # per-image ops: one thread, as in a DataLoader worker (csdn/_threads.py says why)
+            image = self.loader(sample.path)
+            if self.transform is not None:
+                image = self.transform(image)
         label = sample.label if sample.label >= 0 else sample.pid
         return image, label, sample.cam, sample.modality
 
@@ -158,20 +165,58 @@ class PairedSample(NamedTuple):
     infrared_cam: int
 
 
+class RawPairedSample(NamedTuple):
+    """A training item for device-side augmentation: resized uint8 images and the views' drawn parameters.
+
+    Attributes:
+        visible: resized visible image, uint8 ``(H, W, 3)``.
+        infrared: resized infrared image, uint8 ``(H, W, 3)``.
+        params: drawn parameters of visible view 1, view 2 and the infrared view, int64 ``(3, NUM_PARAMS)``.
+        visible_label, infrared_label, visible_cam, infrared_cam: as :class:`PairedSample`.
+    """
+
+    visible: torch.Tensor
+    infrared: torch.Tensor
+    params: torch.Tensor
+    visible_label: int
+    infrared_label: int
+    visible_cam: int
+    infrared_cam: int
+
+
+#: Where :class:`CrossModalityDataset` applies the augmentations: in the item (``"cpu"``) or later, batched, on
+#: the training device (``"device"``, see :meth:`CrossModalityDataset.to_views`).
+AUGMENT_ON = ("cpu", "device")
+
+
 class CrossModalityDataset(Dataset):
     """Visible/infrared training pairs, indexed by ``(visible_index, infrared_index)`` tuples.
 
     Designed for :class:`~csdn.data.samplers.CrossModalityIdentitySampler`, whose pairs share an identity.
     An index may also be a ``(visible_index, infrared_index, seed)`` triple
-    (:class:`~csdn.data.samplers.SeededPair`): the three pipelines then run inside
-    :func:`seeded_augmentation`, so the item depends on the seed only, not on the process or worker.
+    (:class:`~csdn.data.samplers.SeededPair`): the three pipelines then draw inside :func:`seeded_augmentation`,
+    so the item depends on the seed only, not on the process or worker.
     Item: :class:`PairedSample`; a DataLoader batch of ``P * K`` pairs gives ``2 * P * K`` visible images (two
     views) and ``P * K`` infrared images, see :func:`concat_views`.
+
+    Decode once, resize once: with the official pipelines (:func:`~csdn.data.transforms.build_train_transforms`
+    shape) and the default loader, each image is decoded and resized once per run into a
+    :class:`~csdn.data.image_cache.ResizedImageStore`, and the three views are made from it by
+    :class:`~csdn.data.augment.ViewPlan` (the same draws and the same pixels as the pipelines; tested equal).
+    Other pipelines or loaders, or ``image_cache="off"``, run ``loader`` and the pipelines as they are.
 
     Args:
         train: the reader's training split (indices refer to ``train.visible`` / ``train.infrared``).
         transforms: the three pipelines; default :func:`~csdn.data.transforms.build_train_transforms`.
         loader: reads a path into a PIL image.
+        image_cache: ``"auto"``/``"memory"``/``"disk"`` (a store built with the default budget and folder),
+            ``"off"``, or a :class:`~csdn.data.image_cache.ResizedImageStore` over ``visible + infrared`` paths.
+        augment_on: ``"cpu"`` (items are :class:`PairedSample`) or ``"device"`` (items are
+            :class:`RawPairedSample`; :meth:`to_views` makes the views batched on the training device). Needs
+            the cached path.
+
+    Raises:
+        ValueError: On an unknown ``image_cache``/``augment_on``, or ``augment_on="device"`` without the cache.
     """
 
     def __init__(
@@ -179,6 +224,8 @@ class CrossModalityDataset(Dataset):
         train: TrainSplit,
         transforms: TrainTransforms | None = None,
         loader: Callable[[str], PIL.Image.Image] = load_image,
+        image_cache: str | ResizedImageStore = "auto",
+        augment_on: str = "cpu",
     ) -> None:
         self.train = train
         if transforms is None:
@@ -187,12 +234,50 @@ class CrossModalityDataset(Dataset):
             transforms = build_train_transforms()
         self.transforms = transforms
         self.loader = loader
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(
+                f"Unknown value {augment_on!r} for argument augment_on. Valid values are {list(AUGMENT_ON)}."
+            )
+        if isinstance(image_cache, str) and image_cache not in CACHE_MODES:
+            raise ValueError(
+                f"Unknown value {image_cache!r} for argument image_cache. Valid values are {list(CACHE_MODES)}."
+            )
+        self.plans = self._plans() if loader is load_image and image_cache != "off" else None
+        self.store: ResizedImageStore | None = None
+        if self.plans is not None:
+            paths = [s.path for s in (*train.visible, *train.infrared)]
+            plan = self.plans[0]
+            self.store = (
+                image_cache
+                if isinstance(image_cache, ResizedImageStore)
+                else ResizedImageStore(paths, plan.height, plan.width, plan.resize, mode=image_cache)
+            )
+        if augment_on == "device" and self.store is None:
+            raise ValueError(
+                "augment_on='device' needs the official pipelines, the default loader and an image cache "
+                "(data.image_cache not 'off')"
+            )
+        self.augment_on = augment_on
+
+    def _plans(self) -> tuple[ViewPlan, ViewPlan, ViewPlan] | None:
+        from .augment import compile_view  # torchvision's transforms: on first use, not with csdn
+
+        plans = tuple(compile_view(p) for p in self.transforms)
+        if any(p is None for p in plans):
+            return None
+        first = plans[0].resize
+        same = all(
+            (p.resize.size, p.resize.interpolation, p.resize.antialias)
+            == (first.size, first.interpolation, first.antialias)
+            for p in plans
+        )
+        return plans if same else None  # type: ignore[return-value]
 
     def __len__(self) -> int:
         """Number of visible samples (the sampler, not this length, defines an epoch)."""
         return len(self.train.visible)
 
-    def __getitem__(self, index: tuple[int, int] | tuple[int, int, int]) -> PairedSample:
+    def __getitem__(self, index: tuple[int, int] | tuple[int, int, int]) -> PairedSample | RawPairedSample:
         try:
             vis_index, ir_index, *seed = index
             if len(seed) > 1:
@@ -203,22 +288,48 @@ class CrossModalityDataset(Dataset):
                 "use it with CrossModalityIdentitySampler."
             ) from None
         vis, ir = self.train.visible[vis_index], self.train.infrared[ir_index]
+        labels = (vis.label, ir.label, vis.cam, ir.cam)
+        with memory_bound():  # per-image ops: one thread, as in a DataLoader worker (csdn/_threads.py says why)
+            if self.store is None:
+                return PairedSample(*self._pipelines(vis, ir, seed[0] if seed else None), *labels)
+            vis_image, ir_image = self.store[vis_index], self.store[len(self.train.visible) + ir_index]
+            with seeded_augmentation(seed[0] if seed else None):
+                params = [plan.draw() for plan in self.plans]  # view 1, view 2, infrared: the pipelines' order
+            if self.augment_on == "device":
+                raw = torch.from_numpy(vis_image.copy()), torch.from_numpy(ir_image.copy())
+                return RawPairedSample(*raw, torch.tensor(params, dtype=torch.long), *labels)
+            images = (vis_image, vis_image, ir_image)
+            views = [plan.apply(image, p) for plan, image, p in zip(self.plans, images, params, strict=True)]
+            return PairedSample(*views, *labels)
+
+    def _pipelines(self, vis: Sample, ir: Sample, seed: int | None) -> tuple[torch.Tensor, ...]:
         vis_image, ir_image = self.loader(vis.path), self.loader(ir.path)
-        with seeded_augmentation(seed[0] if seed else None):
-            views = (
+        with seeded_augmentation(seed):
+            return (
                 self.transforms.visible(vis_image),
                 self.transforms.visible_exchange(vis_image),
                 self.transforms.infrared(ir_image),
             )
-        return PairedSample(
-            visible=views[0],
-            visible_exchange=views[1],
-            infrared=views[2],
-            visible_label=vis.label,
-            infrared_label=ir.label,
-            visible_cam=vis.cam,
-            infrared_cam=ir.cam,
-        )
+
+    def to_views(self, batch: PairedSample | RawPairedSample, device: str | torch.device) -> PairedSample:
+        """A collated batch as :class:`PairedSample` of views on ``device``.
+
+        A :class:`RawPairedSample` batch (``augment_on="device"``) is moved as uint8 and augmented there, batched,
+        with the parameters drawn in the items (equal to the CPU views); a :class:`PairedSample` batch is moved.
+        """
+        if isinstance(batch, PairedSample):
+            moved = (
+                getattr(batch, k).to(device, non_blocking=True) for k in ("visible", "visible_exchange", "infrared")
+            )
+            return PairedSample(*moved, *batch[3:])
+        vis, ir = batch.visible.to(device, non_blocking=True), batch.infrared.to(device, non_blocking=True)
+        from .augment import NUM_PARAMS, apply_batch
+
+        if batch.params.shape[-1] != NUM_PARAMS:
+            raise ValueError(f"batch.params must end with {NUM_PARAMS} fields, got {tuple(batch.params.shape)}")
+        views = [apply_batch(plan, image, batch.params[:, v]) for v, (plan, image) in enumerate(
+            zip(self.plans, (vis, vis, ir), strict=True))]  # fmt: skip
+        return PairedSample(*views, *batch[3:])
 
 
 def concat_views(batch: PairedSample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -231,3 +342,13 @@ def concat_views(batch: PairedSample) -> tuple[torch.Tensor, torch.Tensor, torch
     visible = torch.cat([batch.visible, batch.visible_exchange])
     labels = torch.as_tensor(batch.visible_label)
     return visible, torch.cat([labels, labels]), batch.infrared, torch.as_tensor(batch.infrared_label)
+
+
+def collate(batch: list[Any]) -> Any:
+    """``default_collate`` on one torch thread: a DataLoader ``collate_fn`` for loaders whose main process collates.
+
+    Stacking a batch is memory-bound; at the default thread count it stalls on a busy machine like the items do
+    (see :mod:`csdn._threads`). Workers already run on one thread, so this only changes ``num_workers=0``.
+    """
+    with memory_bound():
+        return default_collate(batch)

@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .._progress import Progress, ProgressReport
-from ..data.loaders import ImageDataset
+from ..data.loaders import ImageDataset, collate
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TrainSplit
 from ..models.checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
@@ -204,6 +204,7 @@ def _share_loader(samples: list[Sample], shares: list[torch.Tensor], data: DataC
         batch_sampler=[list(range(a, z)) for a, z in itertools.pairwise(bounds) if z > a],
         num_workers=data.num_workers,
         generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched (worker seeds unused)
+        collate_fn=collate,  # one thread in the main process (num_workers=0), as in a worker
     )
 
 

@@ -6,15 +6,20 @@ The frozen image-feature banks of stages 1-2 live in :mod:`csdn.engine.feature_b
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.loaders import CrossModalityDataset
+from ..data.image_cache import ResizedImageStore
+from ..data.loaders import CrossModalityDataset, collate
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TestSplit, TrainSplit
 from .config import TrainConfig
 from .distributed import DistInfo
+
+if TYPE_CHECKING:  # torchvision is imported when a pipeline is built, not with csdn
+    from ..data.transforms import TrainTransforms
 
 __all__ = ["image_stage_loader", "holdout_validation"]
 
@@ -30,6 +35,9 @@ def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, gene
     from ..data.transforms import build_train_transforms  # torchvision on first use, not at import
 
     d, s3 = cfg.data, cfg.stage3
+    augment_on = "device" if d.augment_on == "cuda" else "cpu"
+    if augment_on == "device" and d.image_cache == "off":
+        raise ValueError("data.augment_on=cuda needs the image cache: set data.image_cache to auto, memory or disk")
     transforms = build_train_transforms(
         d.height,
         d.width,
@@ -49,15 +57,29 @@ def image_stage_loader(train: TrainSplit, cfg: TrainConfig, dist: DistInfo, gene
         sample_seeds=True,
     )
     return DataLoader(
-        CrossModalityDataset(train, transforms),
+        CrossModalityDataset(
+            train, transforms, image_cache=_image_cache(train, cfg, transforms), augment_on=augment_on
+        ),
         batch_size=sampler.batch_size,
         sampler=sampler,
         num_workers=d.num_workers,
         generator=generator,
         drop_last=True,
+        collate_fn=collate,  # one thread in the main process (num_workers=0), as in a worker
         pin_memory=False,
         persistent_workers=False,
     )
+
+
+def _image_cache(train: TrainSplit, cfg: TrainConfig, transforms: TrainTransforms) -> str | ResizedImageStore:
+    """The decode-once store of the training images as configured (``data.image_cache``, ``cache_*``)."""
+    d = cfg.data
+    if d.image_cache == "off":
+        return "off"
+    paths = [s.path for s in (*train.visible, *train.infrared)]
+    resize = transforms.visible.transforms[0]  # the pipelines' own Resize, so cached pixels equal uncached ones
+    budget = int(d.cache_memory_gb * 2**30)
+    return ResizedImageStore(paths, d.height, d.width, resize, d.image_cache, budget, d.cache_dir or None)
 
 
 def holdout_validation(train: TrainSplit, num_ids: int, seed: int = 0) -> tuple[TrainSplit, TestSplit]:

@@ -258,6 +258,11 @@ class ImageStage(Stage):
                 ctx.cfg.quirks.dropout_text_bank,
                 dropout_seed=keyed_seed(ctx.cfg.runtime.seed, self.index),
             )
+        if ctx.cfg.data.augment_on == "cuda" and ctx.device.type != "cuda":
+            raise ValueError(
+                f"data.augment_on=cuda needs a CUDA training device, got {ctx.device}; set runtime.device=cuda or "
+                "data.augment_on=cpu"
+            )
         self.loader = image_stage_loader(ctx.train, ctx.cfg, ctx.dist, ctx.generators["loader"])
 
     def step_module(self) -> nn.Module:
@@ -269,6 +274,7 @@ class ImageStage(Stage):
 
     def compute(self, step: nn.Module, batch: Any, autocast: Callable[[], Any]) -> BatchResult:
         device = self.ctx.device
+        batch = self.loader.dataset.to_views(batch, device)  # data.augment_on=cuda: augmented here, batched
         visible, visible_labels, infrared, ir_labels = concat_views(batch)  # (2n, ...), (2n,), (n, ...), (n,)
         visible = visible.to(device, memory_format=self.memory, non_blocking=True)
         infrared = infrared.to(device, memory_format=self.memory, non_blocking=True)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from .._progress import Progress, ProgressReport
 from ..data import Modality
-from ..data.loaders import ImageDataset
+from ..data.loaders import ImageDataset, collate
 from ..data.samples import Sample
 
 __all__ = ["FLIP_DEFAULT", "FLIP_MODES", "encode_images", "extract_features", "model_device"]
@@ -117,6 +117,7 @@ def extract_features(
         shuffle=False,
         num_workers=num_workers,
         pin_memory=dev.type == "cuda",
+        collate_fn=collate,  # one thread in the main process (num_workers=0), as in a worker
     )
     was_training = model.training
     model.eval()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._threads import caller_threads, torch_threads
 from ._ops import smallest_k
 from .rerank import DistanceRows, _check_params, k_reciprocal_rerank
 
@@ -70,6 +71,7 @@ class FeatureRows(DistanceRows):
         self.num_query, self.num_gallery = len(query_feats), len(gallery_feats)
         self.metric = metric
         self.device = self.feats.device
+        self.product_threads = caller_threads()  # the products keep these; the rest runs on one thread
         self.exact_search = search_dtype in (None, torch.float32)
         self._search_feats = self.feats if self.exact_search else self.feats.to(search_dtype)
         self._q_g: torch.Tensor | None = None  # squared query-gallery distances, kept by neighbours()
@@ -79,10 +81,11 @@ class FeatureRows(DistanceRows):
     def _block(self, start: int, stop: int, others: slice) -> torch.Tensor:
         """Squared distances (float32) from items start:stop to the items ``others``, in the search precision."""
         f = self._search_feats
+        with torch_threads(self.product_threads):  # compute-bound: the caller's threads
+            sq = torch.mm(f[start:stop], f[others].T).float()
         if self.metric == "cosine":  # (1 - dot)^2
-            return torch.mm(f[start:stop], f[others].T).float().neg_().add_(1.0).square_()
+            return sq.neg_().add_(1.0).square_()
         # |b|^2 - 2ab in one pass after a plain product (addmm with a broadcast bias was ~1.5x slower on CPU)
-        sq = torch.mm(f[start:stop], f[others].T).float()
         torch.add(self.norms[None, others], sq, alpha=-2.0, out=sq)
         return sq.add_(self.norms[start:stop, None]).clamp_(min=0.0)
 
@@ -131,7 +134,9 @@ class FeatureRows(DistanceRows):
         if self._q_g is not None:
             return self._q_g[start:stop]
         q, g = self.feats[start:stop], self.feats[self.num_query :]
-        return _squared(q @ g.T, self.norms[start:stop, None], self.norms[None, self.num_query :], self.metric)
+        with torch_threads(self.product_threads):
+            dots = q @ g.T
+        return _squared(dots, self.norms[start:stop, None], self.norms[None, self.num_query :], self.metric)
 
 
 def _features(x: Any, name: str, device: torch.device | None) -> torch.Tensor:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._threads import memory_bound
 from ._ops import nonzero_2d, sort_rows
 from .protocols import Protocol, get_protocol
 
@@ -292,6 +293,13 @@ def evaluate(
             or when no query has a true match in the gallery.
     """
     proto = get_protocol(protocol)
+    with memory_bound():  # sorts, comparisons and gathers: one CPU thread is as fast and immune to busy cores
+        return _evaluate(distmat, q_pids, g_pids, q_cams, g_cams, proto, max_rank)
+
+
+def _evaluate(
+    distmat: Any, q_pids: Any, g_pids: Any, q_cams: Any, g_cams: Any, proto: Protocol, max_rank: int
+) -> EvaluationResult:
     dist, qp, gp, qc, gc = _validate(distmat, q_pids, g_pids, q_cams, g_cams, proto, max_rank)
     num_q, num_g = dist.shape
     if num_g < max_rank:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._threads import memory_bound
 from ._kreciprocal import encode, query_expansion, shared_mass
 from ._ops import copy_transposed, smallest_k
 
@@ -180,6 +181,11 @@ def k_reciprocal_rerank(
     """
     if sparse_backend not in SPARSE_BACKENDS:
         raise ValueError(f"Unknown value {sparse_backend!r} for argument sparse_backend; use one of {SPARSE_BACKENDS}.")
+    with memory_bound():  # every pass but the fused products (which scope their own threads) is memory-bound
+        return _rerank(source, k1, k2, lambda_value, sparse_backend)
+
+
+def _rerank(source: DistanceRows, k1: int, k2: int, lambda_value: float, sparse_backend: str) -> torch.Tensor:
     if sparse_backend == "auto":
         sparse_backend = "scipy" if source.device.type == "cpu" else "torch"
     elif sparse_backend == "scipy" and source.device.type != "cpu":
@@ -248,6 +254,11 @@ def re_ranking(
         ValueError: On wrong shapes, NaN/inf, empty inputs or out-of-range parameters.
     """
     _check_params(k1, k2, lambda_value)
+    with memory_bound():
+        return _re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, float(lambda_value))
+
+
+def _re_ranking(q_g_dist: Any, q_q_dist: Any, g_g_dist: Any, k1: int, k2: int, lambda_value: float) -> np.ndarray:
     q_g = q_g_dist.detach() if isinstance(q_g_dist, torch.Tensor) else torch.as_tensor(np.asarray(q_g_dist))
     if q_g.ndim != 2 or q_g.numel() == 0:
         raise ValueError(f"q_g_dist must be a non-empty 2-D (Nq, Ng) matrix, got shape {tuple(q_g.shape)}.")
@@ -257,4 +268,4 @@ def re_ranking(
     g_g, pos_gg = _as_matrix(g_g_dist, "g_g_dist", (ng, ng), q_g.device)
     dtype = torch.promote_types(torch.promote_types(q_g.dtype, q_q.dtype), g_g.dtype)
     source = MatrixRows(q_g.to(dtype), q_q.to(dtype), g_g.to(dtype), nonnegative=pos_qg and pos_qq and pos_gg)
-    return k_reciprocal_rerank(source, k1, k2, float(lambda_value)).cpu().numpy()
+    return k_reciprocal_rerank(source, k1, k2, lambda_value).cpu().numpy()

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from .._progress import Progress, ProgressReport
 from ..data import Modality
 from ..data.images import ImageInput, InputDataset, SkippedInput, check_image_size, collate_skipping, split_inputs
+from ..data.loaders import collate
 from ..evaluation.features import FLIP_DEFAULT, FLIP_MODES, encode_images, model_device
 from ..models.checkpoint import load_model_file
 
@@ -208,7 +209,7 @@ class FeatureExtractor:
             InputDataset(items, self.image_size, self.transform, skip_bad=skip_bad),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
-            collate_fn=collate_skipping if skip_bad else None,
+            collate_fn=collate_skipping if skip_bad else collate,
         )
         device = self.device
         was_training = self.model.training

@@ -1,8 +1,10 @@
 """The stage-3 loader is built from the configuration: every augmentation and sampler setting reaches it."""
 
+import pytest
 import torch
 from torchvision.transforms import v2
 
+from csdn.data.loaders import collate
 from csdn.data.transforms import ChannelAdapGray, ChannelExchange, ChannelRandomErasing
 from csdn.engine import apply_overrides, get_preset
 from csdn.engine.distributed import DistInfo
@@ -34,3 +36,19 @@ def test_non_default_augmentation_and_sampler_settings_reach_the_stage3_loader(s
     sampler = loader.sampler
     assert (sampler.num_ids, sampler.batch_size, sampler.seed) == (3, 3 * 2, 11)  # P x K
     assert loader.batch_size == 6 and loader.num_workers == 0
+    assert loader.collate_fn is collate  # the main process collates on one thread
+
+
+def test_image_cache_and_augment_settings_reach_the_stage3_loader(sysu_train, tmp_path):
+    def dataset(*settings):
+        cfg = apply_overrides(get_preset("demo"), [*TINY_OVERRIDES, *settings])
+        return image_stage_loader(sysu_train, cfg, DistInfo(), torch.Generator().manual_seed(0)).dataset
+
+    assert dataset().store.mode == "memory" and dataset().augment_on == "cpu"
+    assert dataset("data.image_cache=off").store is None
+    disk = dataset("data.cache_memory_gb=0", f"data.cache_dir={tmp_path}")  # auto: over the budget -> disk
+    assert disk.store.mode == "disk" and disk.store.file.parent == tmp_path
+    raw = dataset("data.augment_on=cuda")
+    assert raw.augment_on == "device" and raw.store is not None
+    with pytest.raises(ValueError, match="data.augment_on=cuda needs the image cache"):
+        dataset("data.augment_on=cuda", "data.image_cache=off")

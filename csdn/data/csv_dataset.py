@@ -85,7 +85,7 @@ class CSVDataset(VIReIDDataset):
         return os.path.join(self.root, f"{split}.csv")
 
     def _check_leak(self) -> None:
-        train = {}
+        train: dict[int, int] = {}
         for row in self._rows["train"]:
             train.setdefault(row.sample.pid, row.line)
         for split in ("query", "gallery"):
@@ -117,13 +117,13 @@ class CSVDataset(VIReIDDataset):
                         "are searched in a gallery of the other."
                     )
         for setting in self.test_settings():
-            split = self.test(**setting)
-            found = {s.pid for s in split.gallery}
-            unmatched = sorted({s.pid for s in split.query} - found)
+            test_split = self.test(**setting)
+            found = {s.pid for s in test_split.gallery}
+            unmatched = sorted({s.pid for s in test_split.query} - found)
             if unmatched:
                 logger.warning(
                     "%s %s: %d query ids have no gallery image and are left out of the metrics: %s",
-                    self.name, split.name, len(unmatched), unmatched[:10],
+                    self.name, test_split.name, len(unmatched), unmatched[:10],
                 )  # fmt: skip
 
     @functools.cached_property

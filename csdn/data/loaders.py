@@ -58,7 +58,7 @@ class CachedImageLoader:
         resample: PIL resampling filter (LANCZOS, as the official preprocessing).
     """
 
-    def __init__(self, height: int = 288, width: int = 144, resample: int = PIL.Image.LANCZOS) -> None:
+    def __init__(self, height: int = 288, width: int = 144, resample: int = PIL.Image.Resampling.LANCZOS) -> None:
         if min(height, width) < 1:
             raise ValueError(f"Arguments height and width must be positive, got {height}x{width}.")
         self.size = (width, height)

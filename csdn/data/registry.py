@@ -133,7 +133,7 @@ def detect_dataset(root: str | os.PathLike) -> str:
     raise ValueError(f"Cannot recognise the dataset layout of {root}; expected one of ({needs}).")
 
 
-def open_dataset(name: str | None, root: str | os.PathLike, **kwargs) -> VIReIDDataset:
+def open_dataset(name: str | None, root: str | os.PathLike, **kwargs: Any) -> VIReIDDataset:
     """Build the reader ``name`` (a registered name or alias; ``None`` = detect the layout) for ``root``.
 
     Args:

@@ -266,9 +266,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for name, value in data.items():
         annotation, key = types[name], prefix + name
-        if dataclasses.is_dataclass(annotation):
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
             # a partial section keeps this field's own defaults (stage2 differs from stage1 in batch_size)
-            base = config_to_dict(defaults[name].default_factory())
+            factory = defaults[name].default_factory
+            base = config_to_dict(factory()) if callable(factory) else {}
             if not isinstance(value, dict):
                 raise ValueError(f"config section {key!r} must be a mapping of keys to values, got {value!r}")
             kwargs[name] = _build(annotation, {**base, **value}, key + ".")

@@ -109,9 +109,12 @@ class RunClaim:
                 self.folder,
                 _describe(previous),
             )
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        os.write(self._fd, (json.dumps(record) + "\n").encode())
+        fd = self._fd
+        if fd is None:  # both lock paths open the record file or raise
+            raise RuntimeError(f"{self.folder}: the lock record file is not open")
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(record) + "\n").encode())
 
     def _lock_os(self) -> dict[str, Any] | None:
         """flock the lock file; returns the record a previous, gone holder left in it (if any)."""
@@ -218,11 +221,11 @@ def claim_run_folder(folder: str | os.PathLike, *, is_main: bool = True) -> Iter
         RunFolderBusyError: if another live run holds the folder (on every rank under ``torchrun``).
     """
     key = os.path.abspath(folder)
-    claim = _CLAIMS.get(key)
-    outer = claim is None
+    held = _CLAIMS.get(key)
+    outer = held is None
     error = None
+    claim = held if held is not None else RunClaim(Path(folder), active=is_main)
     if outer:
-        claim = RunClaim(Path(folder), active=is_main)
         if is_main:
             try:
                 claim.acquire()

@@ -66,7 +66,8 @@ def log_once(logger_: logging.Logger) -> Iterator[None]:
     A filter on a logger only sees records created at that logger, so the filter goes on the handlers that
     records of ``logger_``'s children reach (those of ``logger_`` and its ancestors).
     """
-    filters, current = [], logger_
+    filters: list[tuple[logging.Handler, logging.Filter]] = []
+    current: logging.Logger | None = logger_
     while current is not None:
         filters.extend((handler, _OnceFilter(logger_.name)) for handler in current.handlers)  # one per handler
         current = current.parent if current.propagate else None

@@ -54,10 +54,10 @@ def encode_images(
     Returns:
         Float tensor (B, D) or (B, 2D).
     """
-    feats = model.encode_image(images, modality)
+    feats = model.encode_image(images, modality)  # type: ignore[operator]  # duck-typed: any module with encode_image
     if not flip:
         return feats
-    mirrored = model.encode_image(images.flip(-1), modality)
+    mirrored = model.encode_image(images.flip(-1), modality)  # type: ignore[operator]  # as above
     return torch.cat([feats, mirrored], dim=1) if flip_mode == "concat" else feats + mirrored
 
 

@@ -113,7 +113,9 @@ class FeatureRows(DistanceRows):
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         out = torch.empty(rows.shape, dtype=torch.float32, device=self.device)
         missing = torch.ones(rows.shape, dtype=torch.bool, device=self.device)
-        if self._nbrs is not None:  # pairs (i, j) with j among i's stored neighbours: read, not recomputed
+        if (
+            self._nbrs is not None and self._nbr_sq is not None
+        ):  # pairs (i, j) with j among i's stored neighbours: read, not recomputed
             step = max(1, _GATHER_ELEMENTS // self._nbrs.shape[1])
             for s in range(0, rows.numel(), step):
                 hit = self._nbrs[rows[s : s + step]] == cols[s : s + step, None]  # (E, k), at most one per row

@@ -135,7 +135,7 @@ def clip_skeleton(arch: Mapping[str, Any], where: str) -> CLIP:
     Raises:
         ValueError: naming ``where`` (the checkpoint) if the record is not valid CLIP arguments.
     """
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
     try:
         with torch.random.fork_rng(devices=[]):  # the skeleton's random weights must not consume global draws
             return CLIP(**kwargs)

@@ -2,8 +2,9 @@
 
 clip (leaf) -> data -> models -> losses -> engine (training only); evaluation and inference sit on data/models and
 never import engine; viz and export add inference; report, cli and the package face may use everything. The
-root's private helpers (``_io``, ``_modality``, ``_optional``, ``_progress``, ``_version``) import nothing from
-csdn and any layer but clip may use them. Every module of the package must belong to a part listed in :data:`ALLOWED`.
+root's private helpers (``_io``, ``_modality``, ``_optional``, ``_progress``, ``_version``, ``_deprecation``)
+import nothing from csdn and any layer but clip may use them. Every module of the package must belong to a part
+listed in :data:`ALLOWED`.
 """
 
 import ast
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "csdn"
-PRIVATE = {"_io", "_modality", "_optional", "_progress", "_version"}
+PRIVATE = {"_io", "_modality", "_optional", "_progress", "_version", "_deprecation"}
 EVERYTHING = {"clip", "data", "models", "losses", "engine", "evaluation", "inference", "viz", "export", "report", "cli"}
 EVERYTHING |= PRIVATE
 #: part of csdn -> the other parts it may import (its own part is always allowed).
@@ -22,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "_optional": set(),
     "_progress": set(),
     "_version": set(),
+    "_deprecation": set(),
     "clip": set(),
     "data": PRIVATE,
     "models": {"clip", "data"} | PRIVATE,
@@ -35,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": EVERYTHING,
     "__init__": EVERYTHING,  # the package face re-exports the public names
     "__main__": {"cli"},
+    "extract": {"data", "inference"} | PRIVATE,  # deprecated alias of csdn.inference (removed in 0.3.0)
 }
 
 

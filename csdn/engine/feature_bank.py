@@ -28,18 +28,19 @@ import itertools
 import logging
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.utils.data import DataLoader
 
+from .._deprecation import deprecated_getattr
 from .._progress import Progress, ProgressReport
 from ..data.loaders import ImageDataset
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TrainSplit
 from ..data.transforms import build_test_transform
+from ..models import CSDN
 from ..models.checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
 from ..models.factory import resolve_ablation
 from .config import DataConfig, TrainConfig
@@ -78,7 +79,7 @@ class FeatureBank(NamedTuple):
 
 @torch.no_grad()
 def extract_clip_features(
-    model: nn.Module,
+    model: CSDN,
     samples: list[Sample],
     modality: str,
     data: DataConfig,
@@ -166,7 +167,7 @@ def _gather_rows(local: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
 
 
 def extract_feature_bank(
-    model: nn.Module, train: TrainSplit, data: DataConfig, device: torch.device, **kwargs
+    model: CSDN, train: TrainSplit, data: DataConfig, device: torch.device, **kwargs: Any
 ) -> FeatureBank:
     """:func:`extract_clip_features` for both modalities of ``train`` (keyword arguments are passed on)."""
     logger.info("extracting frozen image features: %d visible, %d infrared", len(train.visible), len(train.infrared))
@@ -231,7 +232,7 @@ class StageFeatureBanks:
     def __init__(
         self,
         cfg: TrainConfig,
-        model: nn.Module,
+        model: CSDN,
         train: TrainSplit,
         device: torch.device,
         cache_dir: Path,
@@ -308,3 +309,9 @@ class StageFeatureBanks:
         """Release :attr:`bank` after ``stage`` unless a later stage reuses it (stage 1's eval-mode bank, stage 2)."""
         if stage == 2 or 2 not in resolve_ablation(self.cfg.model).stages or self.cfg.quirks.bn_train_extraction:
             self.bank = None
+
+
+# deprecated names (removed in 0.3.0; see docs/development.md, "Deprecation policy")
+__getattr__ = deprecated_getattr(
+    __name__, {"extract_features": ("csdn.engine.feature_bank.extract_clip_features", lambda: extract_clip_features)}
+)

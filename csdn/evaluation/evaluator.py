@@ -203,7 +203,8 @@ class VIReIDEvaluator:
         settings: Settings to run (dicts passed to ``dataset.test``); default ``dataset.test_settings()``.
         trials: Trials to run; default ``dataset.trials`` (SYSU/LLCM: 0..9; RegDB: the reader's split).
         transform: PIL image -> tensor; default ``build_test_transform(height, width)``.
-        height, width: Test input size for the default transform.
+        height: Test input height for the default transform.
+        width: Test input width for the default transform.
         batch_size: Images per forward pass.
         num_workers: DataLoader workers.
         device: Where images are sent (default: the model's device).
@@ -212,7 +213,9 @@ class VIReIDEvaluator:
         metric: ``"cosine"`` (ranks like the official inner product for CSDN's constant-norm features) or
             ``"euclidean"``.
         rerank: k-reciprocal re-ranking of every query-gallery distance matrix.
-        k1, k2, lambda_value: Re-ranking parameters.
+        k1: Re-ranking: neighbours of the k-reciprocal sets.
+        k2: Re-ranking: neighbours of the query expansion.
+        lambda_value: Re-ranking: weight of the original distance.
         max_rank: CMC length.
 
     Raises:

@@ -187,7 +187,9 @@ def distance(
             ``"euclidean"``.
         rerank: Apply k-reciprocal re-ranking (same result as :func:`csdn.evaluation.re_ranking` on the three
             distance matrices of these features).
-        k1, k2, lambda_value: Re-ranking parameters (paper defaults 20, 6, 0.3).
+        k1: Re-ranking: neighbours of the k-reciprocal sets (paper default 20).
+        k2: Re-ranking: neighbours of the query expansion (paper default 6).
+        lambda_value: Re-ranking: weight of the original distance (paper default 0.3).
         device: Where to compute (default: the query features' device; numpy input: CPU).
         search_dtype: ``"float16"``/``"bfloat16"`` runs the re-ranking neighbour search in that precision
             (faster on GPUs; neighbours of near-tied items may change). Default: full precision.

@@ -34,7 +34,12 @@ class ResNetStem(nn.Module):
     """CLIP ModifiedResNet's 3-conv stem as a standalone module (a modality-specific copy in CSDN).
 
     Args:
-        conv1, bn1, conv2, bn2, conv3, bn3: The stem's layers (deep-copied from a ``ModifiedResNet``).
+        conv1: The stem's first convolution (the layers are deep-copied from a ``ModifiedResNet``).
+        bn1: Its BatchNorm.
+        conv2: The second convolution.
+        bn2: Its BatchNorm.
+        conv3: The third convolution.
+        bn3: Its BatchNorm.
         relu: ``"official"`` applies one ReLU after ``bn3`` (the official CSDN stem, which its released weights
             were trained with); ``"clip"`` applies a ReLU after each BN, as CLIP does.
     """

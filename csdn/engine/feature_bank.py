@@ -191,7 +191,8 @@ def sampled_bank_split(train: TrainSplit, num_ids: int, num_pos: int, seed: int,
 
     Args:
         train: the training split.
-        num_ids, num_pos: ``P`` and ``K`` of the sampler (``stage3.num_ids``, ``stage3.num_pos``).
+        num_ids: ``P`` of the sampler (``stage3.num_ids``).
+        num_pos: ``K`` of the sampler (``stage3.num_pos``).
         seed: the run's seed.
         stage: 1 or 2; selects the draw (sampler epoch ``10**6 + stage``, apart from the stage-3 epochs).
 

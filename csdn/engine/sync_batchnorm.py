@@ -35,10 +35,8 @@ class GlobalBatchNorm(_BatchNorm):
     eval mode with running statistics it is plain ``F.batch_norm``. Every rank must call it the same number of
     times (it is collective).
 
-    Args:
-        num_features: channels ``C``.
-        eps, momentum, affine, track_running_stats: as in ``nn.BatchNorm2d``.
-        device, dtype: of the parameters and buffers.
+    The constructor is ``nn.BatchNorm2d``'s: ``num_features`` (channels ``C``), ``eps``, ``momentum``,
+    ``affine``, ``track_running_stats``, and the ``device``/``dtype`` of the parameters and buffers.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:

@@ -27,9 +27,9 @@ __all__ = ["FLIP_DEFAULT", "FLIP_MODES", "encode_images", "extract_features", "m
 logger = logging.getLogger(__name__)
 
 FLIP_MODES = ("concat", "sum")
-#: Flip test-time augmentation on or off by default, in every entry point (extractor, evaluator, extract,
-#: export): on, as in the official test.
 FLIP_DEFAULT = True
+"""Flip test-time augmentation on or off by default, in every entry point (extractor, evaluator, extract,
+export): on, as in the official test."""
 
 
 def model_device(model: nn.Module) -> torch.device:

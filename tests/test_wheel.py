@@ -9,6 +9,7 @@ minute). ``.ci/run`` runs it with ``pytest -m wheel``. Package data (the BPE voc
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -48,11 +49,18 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
     return proc.stdout
 
 
+# build outputs and caches of the working tree: a stale csdn.egg-info/SOURCES.txt would put files into the sdist
+# that the configuration no longer declares, so the build starts from a copy without them (as a fresh checkout)
+NOT_SOURCE = ("*.egg-info", "build", "dist", "site", ".git", ".venv", "__pycache__", ".*_cache", ".hypothesis", "runs")
+
+
 @pytest.fixture(scope="module")
 def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """sdist and a wheel built from that sdist (so the sdist must be complete too)."""
+    """sdist and a wheel built from that sdist (so the sdist must be complete too), from a clean copy."""
+    source = tmp_path_factory.mktemp("source") / "csdn"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], cwd=ROOT)
+    _run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], cwd=source)
     return out
 
 

@@ -64,7 +64,7 @@ def problems(draw):
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(problems())
 def test_evaluate_equals_the_literal_loop(problem):
     dist, q_pids, g_pids, q_cams, g_cams, protocol, max_rank = problem

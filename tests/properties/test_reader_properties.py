@@ -62,7 +62,7 @@ def id_files(draw):
     return (BOM if draw(st.booleans()) else "") + text, expected
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(id_files())
 def test_id_lists(case):
     text, expected = case
@@ -85,7 +85,7 @@ def index_files(draw):
     return (BOM if draw(st.booleans()) else "") + text, expected
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(index_files())
 def test_index_files(image_root, case):
     text, expected = case
@@ -117,7 +117,7 @@ def csv_files(draw):
     return (BOM if draw(st.booleans()) else "") + text, expected
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(csv_files())
 def test_csv_lists(image_root, case):
     text, expected = case

@@ -48,7 +48,7 @@ params = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(params)
 def test_re_ranking_equals_the_dense_reference(p):
     feats = _features(p["seed"], p["nq"] + p["ng"])
@@ -61,7 +61,7 @@ def test_re_ranking_equals_the_dense_reference(p):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(params)
 def test_fused_distance_equals_the_dense_reference(p):
     feats = _features(p["seed"], p["nq"] + p["ng"])

@@ -28,7 +28,7 @@ def _batches(sampler: CrossModalityIdentitySampler, epoch: int) -> list[list]:
     return list(sampler.batches())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(setups(), st.booleans())
 def test_every_world_size_gives_the_single_process_batches(setup, sample_seeds):
     visible, infrared, num_ids, num_pos, seed, epoch = setup

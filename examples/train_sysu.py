@@ -8,7 +8,7 @@ No data, no download (synthetic SYSU-MM01 layout, tiny random CLIP; about a minu
 
     python examples/train_sysu.py --synthetic --quick
 
-Every hyper-parameter is a config field: ``--set stage3.epochs=60 --set runtime.amp=bf16`` (see docs/api.md).
+Every hyper-parameter is a config field: ``--set stage3.epochs=60 --set runtime.amp=bf16`` (docs/api/engine.md).
 """
 
 from __future__ import annotations

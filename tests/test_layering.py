@@ -3,7 +3,8 @@
 clip (leaf) -> data -> models -> losses -> engine (training only); evaluation and inference sit on data/models and
 never import engine; viz and export add inference; study (grids of runs) sits on engine, evaluation and report's
 HTML helpers; report, cli and the package face may use everything. The root's private helpers (``_io``,
-``_modality``, ``_optional``, ``_progress``, ``_threads``, ``_untrusted``, ``_version``) import nothing from csdn
+``_modality``, ``_optional``, ``_progress``, ``_threads``, ``_untrusted``, ``_version``,
+``_deprecation``) import nothing from csdn
 and any layer but clip may use them; clip may use ``_untrusted`` (file-derived text and sizes). Every module of the
 package must belong to a part listed in :data:`ALLOWED`.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "csdn"
-PRIVATE = {"_io", "_modality", "_optional", "_progress", "_threads", "_untrusted", "_version"}
+PRIVATE = {"_io", "_modality", "_optional", "_progress", "_threads", "_untrusted", "_version", "_deprecation"}
 EVERYTHING = {"clip", "data", "models", "losses", "engine", "evaluation", "inference", "viz", "export", "report", "cli"}
 EVERYTHING |= {"study"}
 EVERYTHING |= PRIVATE
@@ -27,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "_untrusted": set(),
     "_threads": set(),
     "_version": set(),
+    "_deprecation": set(),
     "clip": {"_untrusted"},  # the one guard of file-derived text and declared sizes (imports nothing from csdn)
     "data": PRIVATE,
     "models": {"clip", "data"} | PRIVATE,
@@ -41,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": EVERYTHING,
     "__init__": EVERYTHING,  # the package face re-exports the public names
     "__main__": {"cli"},
+    "extract": {"data", "inference"} | PRIVATE,  # deprecated alias of csdn.inference (removed in 0.3.0)
 }
 
 

@@ -161,6 +161,7 @@ def _run(directory: str | os.PathLike | None, quick: bool, seed: int, out: Calla
     evaluator = make_evaluator(dataset, cfg, torch.device("cpu"))
     report = evaluator.run(model.eval(), chance=True)  # the table prints the chance level under it
     print_report(report, run_dir / "eval.json", out)
+    assert report.chance is not None  # run(chance=True) always estimates it
     result = DemoResult(report, report.chance.values, checkpoint, run_dir, data_dir, time.perf_counter() - tic)
     head = result.headline()
     out(

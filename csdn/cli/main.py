@@ -398,10 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 143  # 128 + SIGTERM, the status a shell reports for a process SIGTERM ended
     except OSError as error:
-        message = output_error_message(error)
-        if message is None or os.environ.get("CSDN_DEBUG"):
+        output_message = output_error_message(error)
+        if output_message is None or os.environ.get("CSDN_DEBUG"):
             raise
-        print(f"csdn: error: {message}", file=sys.stderr)
+        print(f"csdn: error: {output_message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("csdn: interrupted", file=sys.stderr)

@@ -163,7 +163,7 @@ def output_error_message(error: OSError) -> str | None:
         return None
     where = error.filename if isinstance(error.filename, str | bytes | os.PathLike) else None
     if where is not None:
-        where = Path(os.fspath(where)).parent  # the temporary file's folder is the target's
+        where = Path(os.fsdecode(where)).parent  # the temporary file's folder is the target's
     reason = "the disk is full" if error.errno != errno.EROFS else "the file system is read-only"
     place = f" in {str(where)!r}" if where is not None else ""
     return f"cannot write{place}: {reason}; nothing was left half-written; free some space or choose another path"

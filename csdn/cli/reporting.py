@@ -12,6 +12,7 @@ import torch
 from ..data.base import VIReIDDataset
 from ..data.samples import TestSplit
 from ..engine.config import TrainConfig
+from ..engine.trainer import EvaluateFn
 from ..evaluation import VIReIDEvaluator
 from ..evaluation.evaluator import EvaluationReport
 from ..evaluation.features import FLIP_DEFAULT
@@ -44,7 +45,7 @@ def make_evaluator(
     )
 
 
-def validation_callback(evaluator: VIReIDEvaluator, split: TestSplit) -> Callable[[torch.nn.Module, int], dict]:
+def validation_callback(evaluator: VIReIDEvaluator, split: TestSplit) -> EvaluateFn:
     """A trainer ``evaluate(model, trials)`` function scoring a held-out validation split (``trials`` unused).
 
     Returns ``{"heldout_rank1", "heldout_mAP", "heldout_mINP"}`` in percent, the units of the final table, named
@@ -58,7 +59,7 @@ def validation_callback(evaluator: VIReIDEvaluator, split: TestSplit) -> Callabl
     return evaluate_validation
 
 
-def protocol_callback(evaluator: VIReIDEvaluator) -> Callable[[torch.nn.Module, int], dict]:
+def protocol_callback(evaluator: VIReIDEvaluator) -> EvaluateFn:
     """A trainer ``evaluate(model, trials)`` function on the test protocol's first setting (no held-out ids).
 
     Returns ``{"test_rank1", "test_mAP", "test_mINP"}`` in percent (means over the first ``trials`` trials).

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .model import CLIP
+from .model import CLIP, VisionTransformer
 from .pos_embed import resize_pos_embed, square_grid, to_hw
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     if "visual.proj" in state_dict:  # ViT
         patch = state_dict["visual.conv1.weight"].shape[-1]
         grid = square_grid(state_dict["visual.positional_embedding"].shape[0] - 1)
-        vision = dict(
+        vision: dict[str, Any] = dict(
             vision_width=state_dict["visual.conv1.weight"].shape[0],
             vision_layers=_count_blocks(state_dict, "visual.transformer.resblocks."),
             vision_patch_size=patch,
@@ -99,9 +99,11 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 def _resize_vision_pos_embed(state: dict[str, torch.Tensor], model: CLIP) -> None:
     """Resize the vision positional embedding in ``state`` (in place) to ``model``'s grid."""
-    is_vit = model.visual.__class__.__name__ == "VisionTransformer"
-    key = "visual.positional_embedding" if is_vit else "visual.attnpool.positional_embedding"
-    grid = model.visual.grid_size if is_vit else model.visual.attnpool.grid_size
+    visual = model.visual
+    if isinstance(visual, VisionTransformer):
+        key, grid = "visual.positional_embedding", visual.grid_size
+    else:
+        key, grid = "visual.attnpool.positional_embedding", visual.attnpool.grid_size
     old = state[key]
     if old.shape[0] != grid[0] * grid[1] + 1:
         logger.info("resizing %s from %d tokens to grid %s (bilinear)", key, old.shape[0] - 1, grid)

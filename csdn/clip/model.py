@@ -346,14 +346,16 @@ class CLIP(nn.Module):
         self.vocab_size = vocab_size
         self.visual: ModifiedResNet | VisionTransformer
         if vision_patch_size is None:
+            if isinstance(vision_layers, int):
+                raise ValueError(f"a ResNet CLIP needs vision_layers as four block counts, got {vision_layers}")
             heads = vision_heads or vision_width * 32 // 64
-            self.visual = ModifiedResNet(
-                tuple(vision_layers), embed_dim, heads, image_resolution, vision_width, last_stride
-            )
+            self.visual = ModifiedResNet(vision_layers, embed_dim, heads, image_resolution, vision_width, last_stride)
         else:
             heads = vision_heads or vision_width // 64
+            if not isinstance(vision_layers, int):
+                raise ValueError(f"a ViT CLIP needs vision_layers as one layer count, got {vision_layers}")
             self.visual = VisionTransformer(
-                image_resolution, vision_patch_size, vision_width, int(vision_layers), heads, embed_dim
+                image_resolution, vision_patch_size, vision_width, vision_layers, heads, embed_dim
             )
         self.transformer = Transformer(
             transformer_width, transformer_layers, transformer_heads, attn_mask=self.build_attention_mask()

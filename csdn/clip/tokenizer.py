@@ -115,7 +115,7 @@ class SimpleTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without SOT/EOT."""
-        ids = []
+        ids: list[int] = []
         for piece in self._pattern.findall(clean_text(text)):
             mapped = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
             ids.extend(self.encoder[s] for s in self.bpe(mapped))
@@ -133,7 +133,7 @@ def default_tokenizer() -> SimpleTokenizer:
     return SimpleTokenizer()
 
 
-def tokenize(texts: str | Sequence[str], context_length: int = 77, truncate: bool = False) -> torch.LongTensor:
+def tokenize(texts: str | Sequence[str], context_length: int = 77, truncate: bool = False) -> torch.Tensor:
     """Tokenize text(s) into CLIP's fixed-length id rows: SOT, BPE ids, EOT, zero padding.
 
     Args:
@@ -142,7 +142,7 @@ def tokenize(texts: str | Sequence[str], context_length: int = 77, truncate: boo
         truncate: Cut over-long texts to ``context_length`` keeping EOT last; if False they raise.
 
     Returns:
-        LongTensor of shape ``(N, context_length)``.
+        int64 tensor of shape ``(N, context_length)``.
 
     Raises:
         ValueError: If a text needs more than ``context_length`` tokens and ``truncate`` is False, or if

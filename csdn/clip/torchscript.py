@@ -79,6 +79,7 @@ class _ScriptObject:
     """Placeholder of a TorchScript object: its class name and the state BUILD gave it. Runs nothing."""
 
     qualified_name = ""
+    state: Any  # what BUILD gave it (_UNSET until then)
 
     def __new__(cls, *args: Any) -> _ScriptObject:
         if args:
@@ -141,6 +142,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 
 class _Unpickler(pickle._Unpickler):  # the pure-Python unpickler: unlike the C one, its BUILD can be replaced
     dispatch = dict(pickle._Unpickler.dispatch)
+    stack: list[Any]  # pickle._Unpickler's working stack (set by load(); typeshed does not declare it)
 
     def __init__(self, data: bytes, read_storage: Any) -> None:
         super().__init__(io.BytesIO(data))
@@ -188,7 +190,8 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python unpickler: unlike the C 
             )
         inst.state = state
 
-    dispatch[pickle.BUILD[0]] = _load_build
+    # typeshed types the table's handlers as taking pickle._Unpickler; ours takes this subclass
+    dispatch[pickle.BUILD[0]] = _load_build  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,7 @@ class _Archive:
             raise ArchiveError(f"storage {printable(record, 80)} has {info.file_size} bytes, expected {size}")
         raw = bytearray(size)
         with self.zip.open(info) as file:
-            if file.readinto(raw) != size:
+            if file.readinto(raw) != size:  # type: ignore[attr-defined]  # a ZipExtFile; typeshed says IO[bytes]
                 raise ArchiveError(f"storage {printable(record, 80)} is shorter than its zip entry says")
         return raw
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import abc
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,9 @@ def scan_id_folders(
     return listing
 
 
-def _folders(listing: FolderListing, cameras: Sequence[tuple[str, int]], ids: Sequence[int]):
+def _folders(
+    listing: FolderListing, cameras: Sequence[tuple[str, int]], ids: Sequence[int]
+) -> Iterator[tuple[str, int, int, list[str]]]:
     for pid in sorted(ids):
         for cam_dir, cam in cameras:
             names = listing.get((cam_dir, pid))
@@ -123,7 +126,7 @@ def gallery_multi(
 ) -> list[Sample]:
     """``shots`` images per folder drawn by ``np.random.RandomState(trial).choice(files, shots, replace=False)``."""
     rng = np.random.RandomState(trial)
-    out = []
+    out: list[Sample] = []
     for cam_dir, cam, pid, names in _folders(listing, cameras, ids):
         picked = rng.choice(names, min(shots, len(names)), replace=False)
         out.extend(_sample(root, cam_dir, cam, pid, str(name), modality) for name in picked)
@@ -147,7 +150,7 @@ class VIReIDDataset(abc.ABC):
         """Training split with labels ``0..C-1``."""
 
     @abc.abstractmethod
-    def test(self, *args, **kwargs) -> TestSplit:
+    def test(self, *args: Any, **kwargs: Any) -> TestSplit:
         """One evaluation setting for one trial."""
 
     @property

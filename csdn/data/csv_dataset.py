@@ -21,7 +21,7 @@ import logging
 import os
 import re
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import NamedTuple
+from typing import NamedTuple, TextIO
 
 from .._modality import modality_choices
 from .._untrusted import quoted
@@ -92,7 +92,7 @@ class CSVDataset(VIReIDDataset):
         return os.path.join(self.root, f"{split}.csv")
 
     def _check_leak(self) -> None:
-        train = {}
+        train: dict[int, int] = {}
         for row in self._rows["train"]:
             train.setdefault(row.sample.pid, row.line)
         for split in ("query", "gallery"):
@@ -124,13 +124,13 @@ class CSVDataset(VIReIDDataset):
                         "are searched in a gallery of the other."
                     )
         for setting in self.test_settings():
-            split = self.test(**setting)
-            found = {s.pid for s in split.gallery}
-            unmatched = sorted({s.pid for s in split.query} - found)
+            test_split = self.test(**setting)
+            found = {s.pid for s in test_split.gallery}
+            unmatched = sorted({s.pid for s in test_split.query} - found)
             if unmatched:
                 logger.warning(
                     "%s %s: %d query ids have no gallery image and are left out of the metrics: %s",
-                    self.name, split.name, len(unmatched), unmatched[:10],
+                    self.name, test_split.name, len(unmatched), unmatched[:10],
                 )  # fmt: skip
 
     @functools.cached_property
@@ -221,7 +221,7 @@ def read_csv_list(path: str, root: str, verify_images: bool = True, dataset: str
     return rows
 
 
-def _delimiter(handle) -> str:
+def _delimiter(handle: TextIO) -> str:
     """The separator of a list: the one of :data:`DELIMITERS` that splits its header into the four column names
     (``,`` when none does; the header check then names the problem). Leaves ``handle`` at the start."""
     header = next((line for line in handle if line.strip()), "")

@@ -12,7 +12,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import PIL.Image
@@ -147,7 +147,7 @@ def check_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
         raise ValueError(f"image_size must be a positive int or (height, width), got {image_size!r}")
-    return size  # type: ignore[return-value]
+    return size
 
 
 def to_pil_image(image: Any) -> PIL.Image.Image:
@@ -207,7 +207,7 @@ def split_inputs(inputs: Any) -> list[Any]:
 class SkippedInput(NamedTuple):
     """An input file :class:`InputDataset` could not read (with ``skip_bad``): its position, path and why."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the public field name shadows tuple.index on purpose
     path: str
     reason: str
 
@@ -276,4 +276,4 @@ def preprocess(
     if not items:
         raise ValueError("inputs is empty: pass at least one image")
     dataset = InputDataset(items, size, build_test_transform(*size))
-    return torch.stack([dataset[i] for i in range(len(dataset))])
+    return torch.stack([cast(torch.Tensor, dataset[i]) for i in range(len(dataset))])  # no skip_bad: tensors only

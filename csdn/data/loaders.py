@@ -66,7 +66,7 @@ class CachedImageLoader:
         resample: PIL resampling filter (LANCZOS, as the official preprocessing).
     """
 
-    def __init__(self, height: int = 288, width: int = 144, resample: int = PIL.Image.LANCZOS) -> None:
+    def __init__(self, height: int = 288, width: int = 144, resample: int = PIL.Image.Resampling.LANCZOS) -> None:
         if min(height, width) < 1:
             raise ValueError(f"Arguments height and width must be positive, got {height}x{width}.")
         self.size = (width, height)
@@ -262,16 +262,17 @@ class CrossModalityDataset(Dataset):
     def _plans(self) -> tuple[ViewPlan, ViewPlan, ViewPlan] | None:
         from .augment import compile_view  # torchvision's transforms: on first use, not with csdn
 
-        plans = tuple(compile_view(p) for p in self.transforms)
-        if any(p is None for p in plans):
+        view1, view2, infrared = (compile_view(p) for p in self.transforms)
+        if view1 is None or view2 is None or infrared is None:
             return None
+        plans = (view1, view2, infrared)
         first = plans[0].resize
         same = all(
             (p.resize.size, p.resize.interpolation, p.resize.antialias)
             == (first.size, first.interpolation, first.antialias)
             for p in plans
         )
-        return plans if same else None  # type: ignore[return-value]
+        return plans if same else None
 
     def __len__(self) -> int:
         """Number of visible samples (the sampler, not this length, defines an epoch)."""
@@ -292,6 +293,7 @@ class CrossModalityDataset(Dataset):
         with memory_bound():  # per-image ops: one thread, as in a DataLoader worker (csdn/_threads.py says why)
             if self.store is None:
                 return PairedSample(*self._pipelines(vis, ir, seed[0] if seed else None), *labels)
+            assert self.plans is not None  # the store is made only with the plans
             vis_image, ir_image = self.store[vis_index], self.store[len(self.train.visible) + ir_index]
             with seeded_augmentation(seed[0] if seed else None):
                 params = [plan.draw() for plan in self.plans]  # view 1, view 2, infrared: the pipelines' order
@@ -299,10 +301,12 @@ class CrossModalityDataset(Dataset):
                 raw = torch.from_numpy(vis_image.copy()), torch.from_numpy(ir_image.copy())
                 return RawPairedSample(*raw, torch.tensor(params, dtype=torch.long), *labels)
             images = (vis_image, vis_image, ir_image)
-            views = [plan.apply(image, p) for plan, image, p in zip(self.plans, images, params, strict=True)]
-            return PairedSample(*views, *labels)
+            view1, view2, infrared = (
+                plan.apply(image, p) for plan, image, p in zip(self.plans, images, params, strict=True)
+            )
+            return PairedSample(view1, view2, infrared, *labels)
 
-    def _pipelines(self, vis: Sample, ir: Sample, seed: int | None) -> tuple[torch.Tensor, ...]:
+    def _pipelines(self, vis: Sample, ir: Sample, seed: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         vis_image, ir_image = self.loader(vis.path), self.loader(ir.path)
         with seeded_augmentation(seed):
             return (
@@ -318,18 +322,24 @@ class CrossModalityDataset(Dataset):
         with the parameters drawn in the items (equal to the CPU views); a :class:`PairedSample` batch is moved.
         """
         if isinstance(batch, PairedSample):
-            moved = (
-                getattr(batch, k).to(device, non_blocking=True) for k in ("visible", "visible_exchange", "infrared")
+            return batch._replace(
+                visible=batch.visible.to(device, non_blocking=True),
+                visible_exchange=batch.visible_exchange.to(device, non_blocking=True),
+                infrared=batch.infrared.to(device, non_blocking=True),
             )
-            return PairedSample(*moved, *batch[3:])
         vis, ir = batch.visible.to(device, non_blocking=True), batch.infrared.to(device, non_blocking=True)
         from .augment import NUM_PARAMS, apply_batch
 
         if batch.params.shape[-1] != NUM_PARAMS:
             raise ValueError(f"batch.params must end with {NUM_PARAMS} fields, got {tuple(batch.params.shape)}")
-        views = [apply_batch(plan, image, batch.params[:, v]) for v, (plan, image) in enumerate(
-            zip(self.plans, (vis, vis, ir), strict=True))]  # fmt: skip
-        return PairedSample(*views, *batch[3:])
+        if self.plans is None:
+            raise ValueError(
+                "to_views got a RawPairedSample batch, but this dataset has no view plans (it runs its pipelines as "
+                "they are): make it with augment_on='device'"
+            )
+        view1, view2, infrared = (apply_batch(plan, image, batch.params[:, v]) for v, (plan, image) in enumerate(
+            zip(self.plans, (vis, vis, ir), strict=True)))  # fmt: skip
+        return PairedSample(view1, view2, infrared, *batch[3:])
 
 
 def concat_views(batch: PairedSample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

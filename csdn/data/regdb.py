@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .base import VIReIDDataset
 from .layout import build_train_split, check_choice, require_dir
-from .lists import check_disjoint, check_label_folders, folder_id, read_index_file
+from .lists import IndexEntry, check_disjoint, check_label_folders, folder_id, read_index_file
 from .samples import Modality, Sample, TestSplit, TrainSplit
 
 __all__ = ["RegDB"]
@@ -50,7 +52,7 @@ def _ranges(values: tuple[int, ...]) -> str:
     return ", ".join(parts) or "none"
 
 
-def _check_regdb_trial(trial, idx: str) -> int:
+def _check_regdb_trial(trial: object, idx: str) -> int:
     """The trial as ``int`` if it is a positive integer with split files in ``idx``, else one clear error."""
     present = available_trials(idx)
     if isinstance(trial, bool) or not isinstance(trial, int) or trial < 1 or trial not in present:
@@ -61,9 +63,9 @@ def _check_regdb_trial(trial, idx: str) -> int:
     return trial
 
 
-def _places(files, key) -> dict:
+def _places(files: Iterable[tuple[str, list[IndexEntry]]], key: Callable[[str], Any]) -> dict[Any, str]:
     """``{key(relpath): "index file F line N"}`` over ``(path, entries)`` files, first occurrence, skipping ``None``."""
-    out = {}
+    out: dict[Any, str] = {}
     for path, entries in files:
         for entry in entries:
             k = key(entry.relpath)

@@ -164,6 +164,8 @@ def _import_plugin(spec: str) -> None:
         if name in sys.modules:
             return
         module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ImportError(f"cannot import {path} as a Python module")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         try:
@@ -200,7 +202,7 @@ def detect_dataset(root: str | os.PathLike) -> str:
     raise ValueError(f"Cannot recognise the dataset layout of {root}; expected one of ({needs}).")
 
 
-def open_dataset(name: str | None, root: str | os.PathLike, **kwargs) -> VIReIDDataset:
+def open_dataset(name: str | None, root: str | os.PathLike, **kwargs: Any) -> VIReIDDataset:
     """Build the reader ``name`` (a registered name or alias; ``None`` = detect the layout) for ``root``.
 
     Args:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from torch.utils.data import Sampler
 
+from .._deprecation import warn_deprecated
 from .samples import TrainSplit
 
 __all__ = ["CrossModalityIdentitySampler", "SeededPair", "rank_slice_bounds"]
@@ -26,9 +27,9 @@ class SeededPair(NamedTuple):
 
 
 def _positions(labels: Sequence[int]) -> dict[int, np.ndarray]:
-    labels = np.asarray(labels, dtype=np.int64)
-    order = np.argsort(labels, kind="stable")
-    uniq, starts = np.unique(labels[order], return_index=True)
+    array = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(array, kind="stable")
+    uniq, starts = np.unique(array[order], return_index=True)
     return {int(u): idx for u, idx in zip(uniq, np.split(order, starts[1:]), strict=True)}
 
 
@@ -83,6 +84,7 @@ class CrossModalityIdentitySampler(Sampler):
         num_replicas: number of distributed processes ``W``; must divide ``P * K``.
         rank: this process's rank in ``0..num_replicas-1``.
         sample_seeds: yield :class:`SeededPair` items instead of plain pairs.
+        num_instances: deprecated name of ``num_pos`` (0.1.0); warns, removed in 0.3.0.
 
     Raises:
         ValueError: for non-positive sizes, too few identities, a bad rank, or ``P * K`` not divisible by ``W``.
@@ -99,7 +101,11 @@ class CrossModalityIdentitySampler(Sampler):
         num_replicas: int = 1,
         rank: int = 0,
         sample_seeds: bool = False,
+        num_instances: int | None = None,
     ) -> None:
+        if num_instances is not None:  # the 0.1.0 name (removed in 0.3.0)
+            warn_deprecated("CrossModalityIdentitySampler(num_instances=...)", "num_pos", stacklevel=2)
+            num_pos = num_instances
         self.num_ids = _positive_int(num_ids, "num_ids")
         self.num_pos = _positive_int(num_pos, "num_pos")
         self.num_replicas = _positive_int(num_replicas, "num_replicas")
@@ -127,7 +133,7 @@ class CrossModalityIdentitySampler(Sampler):
 
     @classmethod
     def from_split(
-        cls, train: TrainSplit, num_ids: int = 8, num_pos: int = 4, **kwargs
+        cls, train: TrainSplit, num_ids: int = 8, num_pos: int = 4, **kwargs: Any
     ) -> CrossModalityIdentitySampler:
         """Build the sampler for a reader's :class:`TrainSplit` (indices refer to ``train.visible/infrared``)."""
         return cls([s.label for s in train.visible], [s.label for s in train.infrared], num_ids, num_pos, **kwargs)
@@ -163,9 +169,10 @@ class CrossModalityIdentitySampler(Sampler):
     def batches(self) -> Iterator[list]:
         """This rank's slice of every global batch of the current epoch (pairs, or :class:`SeededPair` items)."""
         for b, pairs in enumerate(self.global_batches_of_epoch()):
+            items: list[Any] = pairs
             if self.sample_seeds:
-                pairs = [SeededPair(v, i, s) for (v, i), s in zip(pairs, self.batch_seeds(b), strict=True)]
-            yield pairs[self._slice]
+                items = [SeededPair(v, i, s) for (v, i), s in zip(pairs, self.batch_seeds(b), strict=True)]
+            yield items[self._slice]
 
     def __iter__(self) -> Iterator:
         for batch in self.batches():

@@ -132,7 +132,9 @@ def make_sysu(
 
     Args:
         root: output folder (created).
-        num_train_ids, num_val_ids, num_test_ids: identities per id list (pids ``1..total``, shuffled).
+        num_train_ids: identities in ``exp/train_id.txt`` (pids ``1..total``, shuffled over the three lists).
+        num_val_ids: identities in ``exp/val_id.txt``.
+        num_test_ids: identities in ``exp/test_id.txt``.
         images_per_cam: images per (id, camera) folder.
         image_size: ``(height, width)`` of every image.
         seed: makes the whole tree deterministic.

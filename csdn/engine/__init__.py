@@ -1,6 +1,7 @@
 """Training engine: configuration, presets, optimisers, RNG state, distributed helpers, the stage objects and the
 three-stage trainer (checkpoint files: :mod:`csdn.models.checkpoint`)."""
 
+from .._deprecation import deprecated_getattr
 from ..models.checkpoint import load_checkpoint as load_checkpoint
 from ..models.checkpoint import save_checkpoint as save_checkpoint
 from .build import build_csdn as build_csdn
@@ -32,3 +33,6 @@ from .rng import restore_rng_state as restore_rng_state
 from .tracking import MetricsLogger as MetricsLogger
 from .trainer import NonFiniteLossError as NonFiniteLossError
 from .trainer import Trainer as Trainer
+
+# deprecated names (removed in 0.3.0; see docs/development.md, "Deprecation policy")
+__getattr__ = deprecated_getattr(__name__, {"build_model": ("csdn.engine.build_csdn", lambda: build_csdn)})

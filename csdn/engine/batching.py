@@ -6,7 +6,7 @@ the learning-rate schedule do not depend on the world size.
 
 As in the official code (``i_ter = num_image // batch``), an epoch is ``num_items // batch_size`` full batches:
 an incomplete last batch is dropped, and fewer items than ``batch_size`` give no batch at all (never an empty
-one). The stages refuse that case before training (:meth:`csdn.engine.stages.PromptStage.prepare`).
+one). The stages refuse that case before training (``PromptStage.prepare`` in :mod:`csdn.engine.stages`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -273,9 +274,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for name, value in data.items():
         annotation, key = types[name], prefix + name
-        if dataclasses.is_dataclass(annotation):
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
             # a partial section keeps this field's own defaults (stage2 differs from stage1 in batch_size)
-            base = config_to_dict(defaults[name].default_factory())
+            factory = defaults[name].default_factory
+            base = config_to_dict(factory()) if callable(factory) else {}
             if not isinstance(value, dict):
                 raise ValueError(f"config section {key!r} must be a mapping of keys to values, got {value!r}")
             kwargs[name] = _build(annotation, {**base, **value}, key + ".")
@@ -380,7 +382,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...], *,
     return fit_schedules(cfg, config_from_dict(data), explicit)
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
     """``"section.key: old -> new"`` for every value of ``current`` that differs in ``saved`` (nested dicts as
     produced by :func:`config_to_dict`), skipping the sections in ``ignore``."""
     return [

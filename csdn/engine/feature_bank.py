@@ -29,17 +29,18 @@ import itertools
 import logging
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.utils.data import DataLoader
 
+from .._deprecation import deprecated_getattr
 from .._progress import Progress, ProgressReport
 from ..data.loaders import ImageDataset, collate
 from ..data.samplers import CrossModalityIdentitySampler
 from ..data.samples import Sample, TrainSplit
+from ..models import CSDN
 from ..models.checkpoint import FEATURES_FORMAT, load_checkpoint, save_checkpoint
 from ..models.factory import resolve_ablation
 from .config import DataConfig, TrainConfig
@@ -79,7 +80,7 @@ class FeatureBank(NamedTuple):
 
 @torch.no_grad()
 def extract_clip_features(
-    model: nn.Module,
+    model: CSDN,
     samples: list[Sample],
     modality: str,
     data: DataConfig,
@@ -117,14 +118,25 @@ def extract_clip_features(
     Returns:
         CPU float32 tensor ``(len(samples), D)`` in the order of ``samples``.
     """
-    options = dict(train_bn=train_bn, shuffle=shuffle, batch_size=batch_size, generator=generator)
-    options.update(channels_last=channels_last, amp=amp, progress=progress)
-    return _extract(model, {modality: samples}, data, device, **options)[modality]
+    features = _extract(
+        model,
+        {modality: samples},
+        data,
+        device,
+        train_bn=train_bn,
+        shuffle=shuffle,
+        batch_size=batch_size,
+        generator=generator,
+        channels_last=channels_last,
+        amp=amp,
+        progress=progress,
+    )
+    return features[modality]
 
 
 @torch.no_grad()
 def _extract(
-    model: nn.Module,
+    model: CSDN,
     samples: dict[str, list[Sample]],
     data: DataConfig,
     device: torch.device,
@@ -236,7 +248,7 @@ def _gather_rows(local: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
 
 
 def extract_feature_bank(
-    model: nn.Module, train: TrainSplit, data: DataConfig, device: torch.device, **kwargs
+    model: CSDN, train: TrainSplit, data: DataConfig, device: torch.device, **kwargs: Any
 ) -> FeatureBank:
     """:func:`extract_clip_features` for both modalities of ``train``, the passes alternating like the official loop.
 
@@ -274,7 +286,8 @@ def sampled_bank_split(train: TrainSplit, num_ids: int, num_pos: int, seed: int,
 
     Args:
         train: the training split.
-        num_ids, num_pos: ``P`` and ``K`` of the sampler (``stage3.num_ids``, ``stage3.num_pos``).
+        num_ids: ``P`` of the sampler (``stage3.num_ids``).
+        num_pos: ``K`` of the sampler (``stage3.num_pos``).
         seed: the run's seed.
         stage: 1 or 2; selects the draw (sampler epoch ``10**6 + stage``, apart from the stage-3 epochs).
 
@@ -315,7 +328,7 @@ class StageFeatureBanks:
     def __init__(
         self,
         cfg: TrainConfig,
-        model: nn.Module,
+        model: CSDN,
         train: TrainSplit,
         device: torch.device,
         cache_dir: Path,
@@ -393,3 +406,9 @@ class StageFeatureBanks:
         """Release :attr:`bank` after ``stage`` unless a later stage reuses it (stage 1's eval-mode bank, stage 2)."""
         if stage == 2 or 2 not in resolve_ablation(self.cfg.model).stages or self.cfg.quirks.bn_train_extraction:
             self.bank = None
+
+
+# deprecated names (removed in 0.3.0; see docs/development.md, "Deprecation policy")
+__getattr__ = deprecated_getattr(
+    __name__, {"extract_features": ("csdn.engine.feature_bank.extract_clip_features", lambda: extract_clip_features)}
+)

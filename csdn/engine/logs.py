@@ -113,11 +113,14 @@ class IterationLog:
             self._progress.close()
             self._progress = None
 
+    def _epochs_of(self, stage: int | None) -> int:
+        return self.stage_epochs.get(stage, 0) if stage is not None else 0
+
     def eta(self, iteration: int) -> tuple[float, float]:
         """Seconds left in the current stage and in the run after iteration ``iteration`` of the current epoch."""
         pace = self._stage_time / max(self._stage_steps, 1)
         stage = self._stage
-        left = (self.stage_epochs.get(stage, 0) - self.epoch - 1) * self.iterations + self.iterations - iteration - 1
+        left = (self._epochs_of(stage) - self.epoch - 1) * self.iterations + self.iterations - iteration - 1
         stage_left = max(left, 0) * pace
         later = sum(epochs for index, epochs in self.stage_epochs.items() if stage is not None and index > stage)
         return stage_left, stage_left + later * self.iterations * pace
@@ -131,7 +134,7 @@ class IterationLog:
         estimate = "~" if run_left > stage_left else ""
         logger.info(
             "stage %d epoch %d/%d iter %d/%d %s lr=%.3g %.1f img/s data %.3fs eta %s run %s%s",
-            self._stage, self.epoch + 1, self.stage_epochs.get(self._stage, 0), iteration + 1, self.iterations,
+            self._stage, self.epoch + 1, self._epochs_of(self._stage), iteration + 1, self.iterations,
             " ".join(f"{k}={v:.4g}" for k, v in means.items()), self.lr, rate, data, format_seconds(stage_left),
             estimate, format_seconds(run_left),
         )  # fmt: skip

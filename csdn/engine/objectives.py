@@ -20,7 +20,7 @@ from torch import nn
 
 from .._modality import INFRARED, VISIBLE
 from ..losses import CrossEntropyLabelSmooth, ModalitySeparationLoss, SupConLoss, WeightedRegularizedTriplet
-from ..models import ImageFeatures
+from ..models import CSDN, ImageFeatures
 from .config import ImageStageConfig
 from .distributed_ops import gather_with_grad
 from .rng import keyed_rng
@@ -44,7 +44,7 @@ class PromptStep(nn.Module):
     ``forward(visible_labels (B,), infrared_labels (B,)) -> (visible text (B, D), infrared text (B, D))``.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: CSDN) -> None:
         super().__init__()
         self.model = model
 
@@ -61,7 +61,7 @@ class IntegratorStep(nn.Module):
     on the global batch; the integrator's gradient is the full one on every rank (DDP's average keeps it).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: CSDN) -> None:
         super().__init__()
         self.model = model
 
@@ -78,7 +78,7 @@ class ImageStep(nn.Module):
     ``forward(visible (2n, 3, H, W), infrared (n, 3, H, W)) -> csdn.models.ImageFeatures`` (visible rows first).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: CSDN) -> None:
         super().__init__()
         self.model = model
 
@@ -158,7 +158,7 @@ class ImageStageLoss(nn.Module):
 
 @torch.no_grad()
 def compute_text_banks(
-    model: nn.Module, integrator: str, batch_size: int, dropout_active: bool = False, dropout_seed: int = 0
+    model: CSDN, integrator: str, batch_size: int, dropout_active: bool = False, dropout_seed: int = 0
 ) -> dict[str, torch.Tensor]:
     """Identity text features the stage-3 HSE terms score against: one ``(C, D)`` bank per image modality.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -125,7 +125,7 @@ def build_prompt_stage_optimizer(
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
     """Adam + warm-up/cosine schedule for stage 1 (prompt learners) or stage 2 (integrator)."""
     optimizer = torch.optim.Adam(param_groups(groups, cfg.lr, cfg.weight_decay))
-    lambdas = [
+    lambdas: list[Callable[[int], float]] = [
         WarmupCosine(g["lr"], max(cfg.epochs, 1), cfg.warmup_epochs, cfg.warmup_lr_init, cfg.lr_min)
         for g in optimizer.param_groups
     ]

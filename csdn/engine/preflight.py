@@ -13,7 +13,7 @@ split (after ``data.val_ids`` held out a validation split) and the stages the co
 * ``runtime.eval_trials`` against the trials of the test protocol (periodic evaluation without ``data.val_ids``).
 
 Every problem found becomes part of one :class:`PreflightError` line that names each key, the counts and a
-``--set`` that fixes it. Output folders are checked by :func:`csdn.cli.paths.check_output_dir`.
+``--set`` that fixes it. Output folders are checked by ``csdn.cli.paths.check_output_dir`` (the command line).
 
 :func:`resume_conflicts` is the resume rule of the trainer: settings of stages that have not started yet may
 change when a run is continued (a stage that failed before its first epoch can be rerun with other settings),
@@ -114,11 +114,11 @@ def find_problems(cfg: TrainConfig, train: TrainSplit, num_trials: int) -> list[
     if 1 in stages and cfg.stage1.epochs > 0:
         problems += _stage1_problems(cfg, train, pairs, sampled)
     if 2 in stages and cfg.stage2.epochs > 0 and not (sampled and pairs is None):
-        items, what = (
-            (2 * pairs, "features of one sampler epoch")
-            if sampled
-            else (len(train.visible) + len(train.infrared), "features of both modalities")
-        )
+        if sampled:
+            assert pairs is not None  # the condition above excludes a sampled bank without pairs
+            items, what = 2 * pairs, "features of one sampler epoch"
+        else:
+            items, what = len(train.visible) + len(train.infrared), "features of both modalities"
         size = cfg.stage2.batch_size
         problems += _batch_problem("stage2.batch_size", size, items, what, _shuffled(items, size))
     if 3 in stages and cfg.runtime.eval_every > 0 and cfg.data.val_ids == 0 and cfg.runtime.eval_trials > num_trials:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 from ..models.factory import ABLATIONS
 from .config import (
@@ -95,4 +96,5 @@ def apply_ablation(cfg: TrainConfig, name: str) -> TrainConfig:
     """
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; valid ablations: {', '.join(ABLATIONS)}")
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **ABLATIONS[name]))
+    changes: dict[str, Any] = dict(ABLATIONS[name])  # field -> value; ModelConfig checks each in __post_init__
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))

@@ -123,9 +123,12 @@ class RunClaim:
                 self.folder,
                 _describe(previous),
             )
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        os.write(self._fd, (json.dumps(record) + "\n").encode())
+        fd = self._fd
+        if fd is None:  # both lock paths open the record file or raise
+            raise RuntimeError(f"{self.folder}: the lock record file is not open")
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(record) + "\n").encode())
         self.created = start_recording(self.folder)
 
     def _open_lock(self, flags: int) -> int:
@@ -298,11 +301,12 @@ def claim_run_folder(folder: str | os.PathLike, *, is_main: bool = True) -> Iter
             :class:`RunFolderBusyError` with the same message).
     """
     key = os.path.abspath(folder)
-    claim = _CLAIMS.get(key)
-    outer = claim is None
-    error, kind = None, RunFolderBusyError
+    held = _CLAIMS.get(key)
+    outer = held is None
+    error: str | None = None
+    kind: type[ValueError] = RunFolderBusyError
+    claim = held if held is not None else RunClaim(Path(folder), active=is_main)
     if outer:
-        claim = RunClaim(Path(folder), active=is_main)
         if is_main:
             try:
                 claim.acquire()

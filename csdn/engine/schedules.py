@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from .config import TrainConfig
 
@@ -34,7 +35,7 @@ def _keys(name: str) -> tuple[str, ...]:
     return ("warmup_epochs", "milestones") if name == "stage3" else ("warmup_epochs",)
 
 
-def _fits(key: str, value, epochs: int) -> bool:
+def _fits(key: str, value: Any, epochs: int) -> bool:
     if epochs == 0:
         return True  # the stage does not train
     if key == "warmup_epochs":
@@ -42,7 +43,7 @@ def _fits(key: str, value, epochs: int) -> bool:
     return all(m < epochs for m in value)
 
 
-def _scale(value, factor: float):
+def _scale(value: Any, factor: float) -> Any:
     if isinstance(value, tuple):
         return tuple(int(m * factor + 0.5) for m in value)
     return int(value * factor + 0.5)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.loaders import concat_views
+from ..data.loaders import CrossModalityDataset, concat_views
 from ..data.samples import TrainSplit
 from ..losses import SupConLoss
 from ..models import CSDN, ImageFeatures
@@ -33,7 +33,7 @@ from .batching import paired_batches, shuffled_batches
 from .config import ImageStageConfig, PromptStageConfig, TrainConfig
 from .distributed import DistInfo
 from .distributed_ops import check_global_batch, gather_chunks, gather_with_grad, rank_slice
-from .feature_bank import StageFeatureBanks
+from .feature_bank import FeatureBank, StageFeatureBanks
 from .inputs import image_stage_loader
 from .objectives import ImageStageLoss, ImageStep, IntegratorStep, PromptStep, compute_text_banks, supcon_both_ways
 from .optim import build_image_stage_optimizer, build_prompt_stage_optimizer
@@ -134,20 +134,23 @@ class PromptStage(Stage):
         paired: Batches are (visible index, infrared index) pairs of one label sequence (stage 1).
     """
 
+    cfg: PromptStageConfig
+    bank: FeatureBank
+
     def __init__(
         self,
         ctx: StageContext,
         index: int,
         name: str,
         cfg: PromptStageConfig,
-        forward: Callable[[nn.Module], nn.Module],
+        forward: Callable[[CSDN], nn.Module],
         paired: bool,
     ) -> None:
         super().__init__(ctx)
         self.index, self.name, self.cfg, self.forward, self.paired = index, name, cfg, forward, paired
         self.criterion = SupConLoss(cfg.temperature)
 
-    def build_optimizer(self):
+    def build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         return build_prompt_stage_optimizer(self.param_groups(), self.cfg)
 
     def global_batch(self) -> tuple[int, str]:
@@ -219,7 +222,8 @@ class PromptStage(Stage):
 
     def finish(self) -> None:
         super().finish()
-        self.bank = self.features = self.labels = None
+        # drop the stage's tensors (memory); prepare() sets them again
+        self.bank = self.features = self.labels = None  # type: ignore[assignment]
 
 
 class ImageStage(Stage):
@@ -231,6 +235,8 @@ class ImageStage(Stage):
         integrator: The model's text fusion (``"none"``: each modality scores against its own prompts).
     """
 
+    cfg: ImageStageConfig
+
     index, name, evaluates = 3, "image side", True
 
     def __init__(self, ctx: StageContext, use_text: bool, integrator: str) -> None:
@@ -239,7 +245,7 @@ class ImageStage(Stage):
         self.loss = ImageStageLoss(self.cfg, use_text=use_text)
         self.memory = torch.channels_last if ctx.cfg.runtime.channels_last else torch.contiguous_format
 
-    def build_optimizer(self):
+    def build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         return build_image_stage_optimizer(self.param_groups(), self.cfg)
 
     def global_batch(self) -> tuple[int, str]:
@@ -269,12 +275,14 @@ class ImageStage(Stage):
         return ImageStep(self.ctx.model)
 
     def batches(self, epoch: int) -> Iterable[Any]:
-        self.loader.sampler.set_epoch(epoch)
+        self.loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]  # our CrossModalityIdentitySampler
         return self.loader
 
     def compute(self, step: nn.Module, batch: Any, autocast: Callable[[], Any]) -> BatchResult:
         device = self.ctx.device
-        batch = self.loader.dataset.to_views(batch, device)  # data.augment_on=cuda: augmented here, batched
+        dataset = self.loader.dataset
+        assert isinstance(dataset, CrossModalityDataset)  # image_stage_loader makes one
+        batch = dataset.to_views(batch, device)  # data.augment_on=cuda: augmented here, batched
         visible, visible_labels, infrared, ir_labels = concat_views(batch)  # (2n, ...), (2n,), (n, ...), (n,)
         visible = visible.to(device, memory_format=self.memory, non_blocking=True)
         infrared = infrared.to(device, memory_format=self.memory, non_blocking=True)

@@ -35,10 +35,8 @@ class GlobalBatchNorm(_BatchNorm):
     eval mode with running statistics it is plain ``F.batch_norm``. Every rank must call it the same number of
     times (it is collective).
 
-    Args:
-        num_features: channels ``C``.
-        eps, momentum, affine, track_running_stats: as in ``nn.BatchNorm2d``.
-        device, dtype: of the parameters and buffers.
+    The constructor is ``nn.BatchNorm2d``'s: ``num_features`` (channels ``C``), ``eps``, ``momentum``,
+    ``affine``, ``track_running_stats``, and the ``device``/``dtype`` of the parameters and buffers.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -70,11 +68,14 @@ class GlobalBatchNorm(_BatchNorm):
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
-        self.num_batches_tracked.add_(1)
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        if tracked is None or running_mean is None or running_var is None:  # track_running_stats=False
+            return
+        tracked.add_(1)
+        momentum = 1.0 / float(tracked) if self.momentum is None else self.momentum
         unbiased = var * count / (count - 1) if count > 1 else var
-        self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
-        self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+        running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+        running_var.lerp_(unbiased.to(running_var.dtype), momentum)
 
 
 def _copy_into(new: _BatchNorm, old: _BatchNorm) -> _BatchNorm:

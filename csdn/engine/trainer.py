@@ -19,12 +19,13 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
 
 from ..data.samples import TrainSplit
+from ..models import CSDN
 from ..models.checkpoint import final_checkpoint, load_checkpoint, save_checkpoint, training_checkpoint
 from ..models.schema import check_model_record, check_shapes
 from .config import TrainConfig, config_to_dict
@@ -106,7 +107,7 @@ class Trainer:
     def __init__(
         self,
         cfg: TrainConfig,
-        model: nn.Module,
+        model: CSDN,
         train: TrainSplit,
         *,
         evaluate: EvaluateFn | None = None,
@@ -120,7 +121,7 @@ class Trainer:
         self.device = resolve_device(cfg.runtime.device, self.dist)
         self.model = model.to(self.device)
         if self.dist.distributed:  # BatchNorm statistics of the global batch (before DDP and the optimisers)
-            self.model = convert_sync_batchnorm(self.model, self.device.type)
+            self.model = cast(CSDN, convert_sync_batchnorm(self.model, self.device.type))  # same class, BN swapped
         if cfg.runtime.channels_last:
             self.model.image_encoder.to(memory_format=torch.channels_last)
         self.train_split = train
@@ -279,7 +280,7 @@ class Trainer:
         stage.prepare(resume if mid_stage else None)
         step_module = self._wrap(stage.step_module())
         start = 0
-        if mid_stage:
+        if mid_stage and resume is not None:
             optimizer.load_state_dict(resume["optimizer"])
             scheduler.load_state_dict(resume["scheduler"])
             scaler.load_state_dict(resume["scaler"])
@@ -299,7 +300,8 @@ class Trainer:
             scheduler.step()
             record = {**losses, "lr": lrs[0], "seconds": round(time.perf_counter() - tic, 3)}
             self.metrics.log(f"stage{stage.index}/epoch", step=epoch, **record)
-            self._claim.mark_started()  # from here on a failure keeps the run folder's content
+            if self._claim is not None:  # always set inside fit()
+                self._claim.mark_started()  # from here on a failure keeps the run folder's content
             logger.info("stage %d epoch %d/%d %s", stage.index, epoch + 1, stage.epochs, _fmt(record))
             if (epoch + 1) % self.cfg.runtime.checkpoint_every == 0 or epoch + 1 == stage.epochs:
                 self._save(stage, epoch + 1, optimizer, scheduler, scaler)
@@ -321,11 +323,24 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     # ------------------------------------------------------------------------------------------- epoch loop
-    def _run_epoch(self, stage: Stage, step, optimizer, scaler, params, epoch: int) -> dict[str, float]:
+    def _run_epoch(
+        self,
+        stage: Stage,
+        step: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        params: list[torch.Tensor],
+        epoch: int,
+    ) -> dict[str, float]:
         """One epoch of ``stage``: for each batch, forward + loss (the stage's), then one optimiser step."""
         meter = EpochMeter()
-        batches = stage.batches(epoch)
-        self.progress.start_epoch(stage.index, epoch, len(batches), optimizer.param_groups[0]["lr"])
+        batches = stage.batches(epoch)  # a list or a DataLoader: sized
+        self.progress.start_epoch(
+            stage.index,
+            epoch,
+            len(batches),  # type: ignore[arg-type]
+            optimizer.param_groups[0]["lr"],
+        )
         for i, batch in enumerate(self.progress.timed(batches)):
             loss, terms = stage.compute(step, batch, self._autocast)
             losses = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
@@ -339,7 +354,15 @@ class Trainer:
         self.progress.end_epoch()
         return meter.means()
 
-    def _step(self, loss, optimizer, scaler, params, where: tuple[int, int, int], terms) -> None:
+    def _step(
+        self,
+        loss: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        params: list[torch.Tensor],
+        where: tuple[int, int, int],
+        terms: Mapping[str, torch.Tensor],
+    ) -> None:
         """Backward + optimiser step, or stop the run on a non-finite loss (checked on every rank)."""
         finite = torch.isfinite(loss.detach()).float()
         if self.dist.distributed:
@@ -379,7 +402,14 @@ class Trainer:
             logger.info("stage 3 epoch %d evaluation: %s", epoch + 1, _fmt(results))
         barrier()
 
-    def _save(self, stage: Stage, epoch: int, optimizer, scheduler, scaler) -> None:
+    def _save(
+        self,
+        stage: Stage,
+        epoch: int,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        scaler: torch.amp.GradScaler,
+    ) -> None:
         rng_ranks = gather_rng_states(self.generators, self.dist)  # every rank's streams, for an exact DDP resume
         if self.dist.is_main:
             state = training_checkpoint(

@@ -37,8 +37,8 @@ def _reciprocal(nbrs: Any, step: int) -> Any:
         return np.concatenate([(nbrs[nbrs[s : s + step]] == own[s : s + step, None, None]).any(-1) for s in blocks])
     out = torch.empty(nbrs.shape, dtype=torch.bool, device=nbrs.device)
     for s in range(0, nbrs.shape[0], step):
-        own = torch.arange(s, min(s + step, nbrs.shape[0]), device=nbrs.device)
-        out[s : s + step] = (nbrs[nbrs[s : s + step]] == own[:, None, None]).any(-1)
+        rows = torch.arange(s, min(s + step, nbrs.shape[0]), device=nbrs.device)
+        out[s : s + step] = (nbrs[nbrs[s : s + step]] == rows[:, None, None]).any(-1)
     return out
 
 
@@ -84,7 +84,7 @@ def encode(source: DistanceRows, k1: int, row_max: torch.Tensor, nbrs: torch.Ten
     n = source.num_items
     half_k = min(int(np.around(k1 / 2.0)) + 1, n)
     cpu = source.device.type == "cpu"
-    index = nbrs.numpy().astype(np.int32 if n < 2**31 else np.int64) if cpu else nbrs
+    index: Any = nbrs.numpy().astype(np.int32 if n < 2**31 else np.int64) if cpu else nbrs  # numpy on CPU
     step = max(1, _BLOCK_ELEMENTS // nbrs.shape[1] ** 2)
     recip = _reciprocal(index, step)
     half = index[:, :half_k].copy() if cpu else index[:, :half_k].contiguous()
@@ -155,7 +155,8 @@ def shared_mass(coo: tuple[torch.Tensor, ...], nq: int, n: int) -> torch.Tensor:
     ``repeat_interleave`` and boolean indexing at these sizes; float64 sums).
     """
     if coo[0].device.type == "cpu":
-        return torch.from_numpy(_shared_mass_numpy(*(t.numpy() for t in coo), nq, n))
+        rows, cols, vals = (t.numpy() for t in coo)
+        return torch.from_numpy(_shared_mass_numpy(rows, cols, vals, nq, n))
     return _shared_mass_torch(coo, nq, n)
 
 

@@ -65,7 +65,8 @@ def log_once(logger_: logging.Logger) -> Iterator[None]:
     A filter on a logger only sees records created at that logger, so the filter goes on the handlers that
     records of ``logger_``'s children reach (those of ``logger_`` and its ancestors).
     """
-    filters, current = [], logger_
+    filters: list[tuple[logging.Handler, logging.Filter]] = []
+    current: logging.Logger | None = logger_
     while current is not None:
         filters.extend((handler, _OnceFilter(logger_.name)) for handler in current.handlers)  # one per handler
         current = current.parent if current.propagate else None
@@ -86,7 +87,8 @@ class VIReIDEvaluator:
         settings: Settings to run (dicts passed to ``dataset.test``); default ``dataset.test_settings()``.
         trials: Trials to run; default ``dataset.trials`` (SYSU/LLCM: 0..9; RegDB: the reader's split).
         transform: PIL image -> tensor; default ``build_test_transform(height, width)``.
-        height, width: Test input size for the default transform.
+        height: Test input height for the default transform.
+        width: Test input width for the default transform.
         batch_size: Images per forward pass.
         num_workers: DataLoader workers.
         device: Where images are sent (default: the model's device).
@@ -95,7 +97,9 @@ class VIReIDEvaluator:
         metric: ``"cosine"`` (ranks like the official inner product for CSDN's constant-norm features) or
             ``"euclidean"``.
         rerank: k-reciprocal re-ranking of every query-gallery distance matrix.
-        k1, k2, lambda_value: Re-ranking parameters.
+        k1: Re-ranking: neighbours of the k-reciprocal sets.
+        k2: Re-ranking: neighbours of the query expansion.
+        lambda_value: Re-ranking: weight of the original distance.
         max_rank: CMC length.
 
     Raises:
@@ -197,6 +201,7 @@ class VIReIDEvaluator:
                 len(split.gallery),
             )  # fmt: skip
         res = evaluate(dist, *ids, *cams, protocol=split.protocol, max_rank=min(self.max_rank, len(split.gallery)))
+        assert res.first is not None  # evaluate() always fills it
         digest = hashlib.sha256()  # of the images drawn, not their order (which only breaks exact ties)
         for path in (*sorted(s.path for s in split.query), None, *sorted(s.path for s in split.gallery)):
             digest.update(b"|" if path is None else f"{path}\0".encode())

@@ -28,9 +28,9 @@ __all__ = ["FLIP_DEFAULT", "FLIP_MODES", "encode_images", "extract_features", "m
 logger = logging.getLogger(__name__)
 
 FLIP_MODES = ("concat", "sum")
-#: Flip test-time augmentation on or off by default, in every entry point (extractor, evaluator, extract,
-#: export): on, as in the official test.
 FLIP_DEFAULT = True
+"""Flip test-time augmentation on or off by default, in every entry point (extractor, evaluator, extract,
+export): on, as in the official test."""
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -55,10 +55,10 @@ def encode_images(
     Returns:
         Float tensor (B, D) or (B, 2D).
     """
-    feats = model.encode_image(images, modality)
+    feats = model.encode_image(images, modality)  # type: ignore[operator]  # duck-typed: any module with encode_image
     if not flip:
         return feats
-    mirrored = model.encode_image(images.flip(-1), modality)
+    mirrored = model.encode_image(images.flip(-1), modality)  # type: ignore[operator]  # as above
     return torch.cat([feats, mirrored], dim=1) if flip_mode == "concat" else feats + mirrored
 
 

@@ -116,7 +116,9 @@ class FeatureRows(DistanceRows):
     def values(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         out = torch.empty(rows.shape, dtype=torch.float32, device=self.device)
         missing = torch.ones(rows.shape, dtype=torch.bool, device=self.device)
-        if self._nbrs is not None:  # pairs (i, j) with j among i's stored neighbours: read, not recomputed
+        if (
+            self._nbrs is not None and self._nbr_sq is not None
+        ):  # pairs (i, j) with j among i's stored neighbours: read, not recomputed
             step = max(1, _GATHER_ELEMENTS // self._nbrs.shape[1])
             for s in range(0, rows.numel(), step):
                 hit = self._nbrs[rows[s : s + step]] == cols[s : s + step, None]  # (E, k), at most one per row
@@ -190,7 +192,9 @@ def distance(
             ``"euclidean"``.
         rerank: Apply k-reciprocal re-ranking (same result as :func:`csdn.evaluation.re_ranking` on the three
             distance matrices of these features).
-        k1, k2, lambda_value: Re-ranking parameters (paper defaults 20, 6, 0.3).
+        k1: Re-ranking: neighbours of the k-reciprocal sets (paper default 20).
+        k2: Re-ranking: neighbours of the query expansion (paper default 6).
+        lambda_value: Re-ranking: weight of the original distance (paper default 0.3).
         device: Where to compute (default: the query features' device; numpy input: CPU).
         search_dtype: ``"float16"``/``"bfloat16"`` runs the re-ranking neighbour search in that precision
             (faster on GPUs; neighbours of near-tied items may change). Default: full precision.

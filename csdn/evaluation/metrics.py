@@ -128,7 +128,7 @@ def _check_ids(x: Any, name: str, n: int, device: torch.device) -> torch.Tensor:
 
 def _validate(
     distmat: Any, q_pids: Any, g_pids: Any, q_cams: Any, g_cams: Any, protocol: Protocol, max_rank: int
-) -> tuple[torch.Tensor, ...]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     dist = _as_tensor(distmat, "distmat")
     if dist.ndim != 2:
         raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {tuple(dist.shape)}.")

@@ -144,9 +144,10 @@ class MatrixRows(DistanceRows):
         mats = (self.q_q, self.q_g, self.g_g)
         if self.device.type == "cpu":  # numpy's boolean indexing: several times faster than torch's on CPU
             out = np.empty(rows.shape, dtype=self.q_g.numpy().dtype)
-            return self._sq(torch.from_numpy(self._gather(rows.numpy(), cols.numpy(), *(m.numpy() for m in mats), out)))
-        out = torch.empty(rows.shape, dtype=self.q_g.dtype, device=self.device)
-        return self._sq(self._gather(rows, cols, *mats, out))
+            q_q, q_g, g_g = (m.numpy() for m in mats)
+            return self._sq(torch.from_numpy(self._gather(rows.numpy(), cols.numpy(), q_q, q_g, g_g, out)))
+        dense = torch.empty(rows.shape, dtype=self.q_g.dtype, device=self.device)
+        return self._sq(self._gather(rows, cols, *mats, dense))
 
     def _gather(self, rows: Any, cols: Any, q_q: Any, q_g: Any, g_g: Any, out: Any) -> Any:
         """``out[e]`` = entry ``(rows[e], cols[e])`` of the transposed layout; numpy arrays or torch tensors alike."""

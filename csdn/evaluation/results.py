@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -21,6 +21,16 @@ from .chance import ChanceLevel
 from .roc import FPR_TARGETS, fpr_key
 
 __all__ = ["EvaluationReport", "TrialRecord", "trial_list"]
+
+
+class MetricSummary(TypedDict):
+    """One metric of one setting over trials (:meth:`EvaluationReport.summary`): fractions; ``std`` is ``None``
+    where the trials do not differ."""
+
+    mean: float
+    std: float | None
+    trials: int
+
 
 HEADLINE = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 _COLUMNS = ("rank-1", "rank-5", "rank-10", "rank-20", "mAP", "mINP")  # table headers of HEADLINE
@@ -108,13 +118,13 @@ class EvaluationReport:
             return f"its {len(rows)} trials drew the same query and gallery images"
         return None
 
-    def summary(self) -> dict[str, dict[str, dict[str, float | None]]]:
+    def summary(self) -> dict[str, dict[str, MetricSummary]]:
         """``{setting: {metric: {"mean", "std", "trials"}}}`` over trials (fractions; population std).
 
         ``std`` is ``None`` where the trials do not differ (:meth:`no_std_reason`): a spread of zero there would
         not be a measurement.
         """
-        out: dict[str, dict[str, dict[str, float | None]]] = {}
+        out: dict[str, dict[str, MetricSummary]] = {}
         for name in self.settings():
             rows, spread = self._rows(name), self.no_std_reason(name) is None
             out[name] = {
@@ -139,10 +149,11 @@ class EvaluationReport:
             out[name] = {}
             for key in (fpr_key(f) for f in FPR_TARGETS):
                 values = [r.tpr_at_fpr.get(key) for r in rows]
-                known = None not in values
+                measured = [v for v in values if v is not None]
+                known = len(measured) == len(values)
                 out[name][key] = {
-                    "mean": float(np.mean(values)) if known else None,
-                    "std": float(np.std(values)) if known and spread else None,
+                    "mean": float(np.mean(measured)) if known else None,
+                    "std": float(np.std(measured)) if known and spread else None,
                 }
         return out
 

@@ -55,8 +55,10 @@ def pair_distances(
 
     Args:
         distmat: ``(Q, G)`` distances (smaller = closer).
-        q_pids, g_pids: Identities ``(Q,)`` and ``(G,)``.
-        q_cams, g_cams: Camera ids (needed by protocols with a removal rule).
+        q_pids: Query identities ``(Q,)``.
+        g_pids: Gallery identities ``(G,)``.
+        q_cams: Query camera ids ``(Q,)`` (needed by protocols with a removal rule).
+        g_cams: Gallery camera ids ``(G,)``.
         protocol: Evaluation protocol.
 
     Returns:

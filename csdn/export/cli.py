@@ -83,6 +83,8 @@ def run_export(args: argparse.Namespace) -> int:
     size = tuple(args.image_size) if args.image_size else None
     model, trained_size = load_model(args.checkpoint, image_size=size, clip=args.clip, trust_code=args.trust_code)
     size = tuple(args.image_size) if args.image_size else trained_size
+    if size is None:
+        raise ValueError(f"{args.checkpoint} records no input size: pass --image-size H W")
     path = export_onnx(
         model, args.out, args.modality, image_size=size, flip=args.flip, flip_mode=args.flip_mode, opset=args.opset,
         dynamo=not args.legacy,

@@ -75,6 +75,8 @@ def _run_exporter(wrapper: nn.Module, example: torch.Tensor, target: Path, opset
             wrapper, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
             dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}}, dynamo=True, verbose=False,
         )  # fmt: skip
+        if program is None:  # only the legacy exporter returns None
+            raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
         program.save(target, external_data=False)
         return
     with warnings.catch_warnings():  # the legacy tracer's shape-check and deprecation warnings are expected noise

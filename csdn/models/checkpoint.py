@@ -61,7 +61,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "csdn-checkpoint-v1"  # stored under "format"; identifies a csdn training checkpoint/final model
-FEATURES_FORMAT = "csdn-features-v1"  # format tag of feature files (stage-1/2 caches, ``csdn extract`` output)
+FEATURES_FORMAT = "csdn-features-v1"
+"""Format tag of feature files (stage-1/2 caches, ``csdn extract`` output)."""
 CLIP_ARCH_KEY = "clip_arch"  # entry holding the CLIP constructor arguments of the trained model
 DIGEST_KEY = "sha256"  # entry holding the digest of every other entry (:func:`content_digest`), checked on load
 

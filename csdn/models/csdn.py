@@ -83,6 +83,8 @@ class CSDN(nn.Module):
             ``None`` when unknown.
     """
 
+    hse: HSEHead
+
     def __init__(
         self,
         image_encoder: TwoStreamEncoder,
@@ -92,7 +94,7 @@ class CSDN(nn.Module):
         num_classes: int,
         head_global: nn.Module | None = None,
         head_proj: nn.Module | None = None,
-        hse: nn.Module | None = None,
+        hse: HSEHead | None = None,
         clip_arch: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -160,8 +162,8 @@ class CSDN(nn.Module):
         """
         clip_model = _as_clip(clip, image_size, last_stride, download_root, trust_code)
         embed_dim = int(clip_model.text_projection.shape[1])
-        learners = {"shared": None} if shared_prompts else dict.fromkeys(MODALITIES)
-        for key in learners:
+        learners: dict[str, nn.Module] = {}
+        for key in ("shared",) if shared_prompts else MODALITIES:
             learners[key] = ModalityPromptLearner(
                 clip_model.token_embedding, num_classes, n_ctx, template,
                 context_length=clip_model.positional_embedding.shape[0], generator=generator,
@@ -339,8 +341,17 @@ def read_clip_weights(
     return clip_pkg.read_state_dict(clip_pkg.resolve(name_or_path, download_root, argument), trust_code=trust_code)
 
 
-def _as_clip(clip, image_size, last_stride, download_root, trust_code: bool = False) -> nn.Module:
-    """Return a CLIP model for ``from_clip``: as given, or built from a state dict / local file / model name."""
+def _as_clip(
+    clip: str | os.PathLike | Mapping[str, torch.Tensor] | nn.Module,
+    image_size: int | tuple[int, int],
+    last_stride: int,
+    download_root: str | None,
+    trust_code: bool = False,
+) -> Any:
+    """Return a CLIP model for ``from_clip``: as given, or built from a state dict / local file / model name.
+
+    Typed ``Any``: a given module is duck-typed (any module with CLIP's attributes), see :meth:`CSDN.from_clip`.
+    """
     if isinstance(clip, nn.Module):
         return clip
     state = clip if isinstance(clip, Mapping) else read_clip_weights(clip, download_root, trust_code=trust_code)

@@ -46,7 +46,6 @@ class ModelConfig:
     gem_eps: float = 1e-6  # clamp value inside GeM pooling
 
 
-#: The paper's ablations by name: the ``model`` settings each one switches (see :func:`resolve_ablation`).
 ABLATIONS: dict[str, dict[str, str]] = {
     "csdn": {"variant": "csdn", "integrator": "attention"},  # the full model
     "csdn_add": {"variant": "csdn", "integrator": "add"},  # fused text = t_vis + t_ir, nothing to learn in stage 2
@@ -54,6 +53,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "clip_vireid": {"variant": "clip_vireid", "integrator": "none"},  # one shared prompt learner, no fusion
     "baseline": {"variant": "baseline", "integrator": "none"},  # image side only: ID + WRT + MSEL
 }
+"""The paper's ablations by name: the ``model`` settings each one switches (see :func:`resolve_ablation`)."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def clip_skeleton(arch: Mapping[str, Any], where: str) -> CLIP:
     Raises:
         ValueError: naming ``where`` (the checkpoint) if the record is not valid CLIP arguments.
     """
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
     try:
         with torch.random.fork_rng(devices=[]):  # the skeleton's random weights must not consume global draws
             return CLIP(**kwargs)

@@ -89,6 +89,9 @@ class HSEHead(nn.Module):
         dim: Text/image embedding size ``D`` (1024 for RN50).
     """
 
+    text_bank: torch.Tensor  # buffer (C, D)
+    text_bank_ready: torch.Tensor  # buffer, bool scalar
+
     def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()
         self.register_buffer("text_bank", torch.zeros(num_classes, dim))
@@ -130,6 +133,6 @@ class HSEHead(nn.Module):
         return F.linear(image_features, self.text_bank.to(image_features.dtype))
 
 
-def _sync_ready_flag(module: HSEHead, incompatible_keys) -> None:
+def _sync_ready_flag(module: HSEHead, incompatible_keys: object) -> None:
     """``load_state_dict`` post-hook: refresh the host-side ready flag from the loaded buffer."""
     module._ready = bool(module.text_bank_ready)

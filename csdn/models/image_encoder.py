@@ -34,7 +34,12 @@ class ResNetStem(nn.Module):
     """CLIP ModifiedResNet's 3-conv stem as a standalone module (a modality-specific copy in CSDN).
 
     Args:
-        conv1, bn1, conv2, bn2, conv3, bn3: The stem's layers (deep-copied from a ``ModifiedResNet``).
+        conv1: The stem's first convolution (the layers are deep-copied from a ``ModifiedResNet``).
+        bn1: Its BatchNorm.
+        conv2: The second convolution.
+        bn2: Its BatchNorm.
+        conv3: The third convolution.
+        bn3: Its BatchNorm.
         relu: ``"official"`` applies one ReLU after ``bn3`` (the official CSDN stem, which its released weights
             were trained with); ``"clip"`` applies a ReLU after each BN, as CLIP does.
     """
@@ -59,8 +64,10 @@ class ResNetStem(nn.Module):
     @classmethod
     def from_resnet(cls, visual: ModifiedResNet, relu: str = "official") -> ResNetStem:
         """Deep-copy the stem layers of ``visual``."""
-        layers = [copy.deepcopy(getattr(visual, name)) for name in ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")]
-        return cls(*layers, relu=relu)
+        copies = {
+            name: copy.deepcopy(getattr(visual, name)) for name in ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
+        }
+        return cls(**copies, relu=relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(B, 3, H, W)`` to ``(B, width, H/4, W/4)``."""
@@ -191,7 +198,7 @@ class TwoStreamViT(TwoStreamEncoder):
     def stem(self, images: torch.Tensor, modality: str) -> torch.Tensor:
         """Patch-embed images ``(B, 3, H, W)`` -> patch tokens ``(B, h*w, width)``."""
         conv = self.stems[check_modality(modality)]
-        return conv(images.to(conv.weight.dtype)).flatten(2).transpose(1, 2)
+        return conv(images.to(conv.get_parameter("weight").dtype)).flatten(2).transpose(1, 2)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """Patch tokens ``(B, h*w, width)`` -> output tokens ``(B, 1 + h*w, width)``."""

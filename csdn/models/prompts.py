@@ -53,6 +53,10 @@ class ModalityPromptLearner(nn.Module):
             like any ``nn.Module`` initialisation).
     """
 
+    token_prefix: torch.Tensor  # buffer (1, start, W)
+    token_suffix: torch.Tensor  # buffer (1, L - start - n_ctx, W)
+    tokenized_prompt: torch.Tensor  # buffer (L,)
+
     def __init__(
         self,
         token_embedding: nn.Embedding,

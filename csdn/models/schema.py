@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -33,7 +33,7 @@ _STEM = re.compile(r"^visual\.(conv[123]|bn[123])\.")
 _NOT_KEPT = ("token_embedding.weight", "logit_scale")  # CLIP tensors CSDN does not keep
 
 
-def _fail(where: str, message: str) -> None:
+def _fail(where: str, message: str) -> NoReturn:
     raise ValueError(f"checkpoint {quoted(where)} {message}; it was not written by this csdn or is damaged")
 
 
@@ -140,7 +140,8 @@ def _check_arch(arch: dict, tensors: Mapping[str, torch.Tensor], data: Mapping, 
     for name, (declared, actual) in counts.items():
         if declared != actual:
             _fail(where, f"declares clip_arch.{name}={printable(declared, 80)} but its tensors/config say {actual}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
+    # the record's values are checked above and by CLIP itself (its TypeError/ValueError become the message)
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
     try:
         with torch.device("meta"):
             skeleton = CLIP(**kwargs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..clip import CLIP
+
 __all__ = ["TextEncoder"]
 
 
@@ -21,7 +23,12 @@ class TextEncoder(nn.Module):
         freeze: Set ``requires_grad=False`` on the text tower (True in CSDN).
     """
 
-    def __init__(self, clip_model: nn.Module, freeze: bool = True) -> None:
+    transformer: nn.Module
+    positional_embedding: torch.Tensor
+    ln_final: nn.Module
+    text_projection: torch.Tensor
+
+    def __init__(self, clip_model: CLIP, freeze: bool = True) -> None:
         super().__init__()
         self.transformer = clip_model.transformer
         self.positional_embedding = clip_model.positional_embedding

@@ -83,8 +83,10 @@ def camera_matrix(
 
     Args:
         distmat: ``(Q, G)`` distances (smaller = closer).
-        q_pids, g_pids: Identities ``(Q,)`` and ``(G,)``.
-        q_cams, g_cams: Camera ids ``(Q,)`` and ``(G,)``.
+        q_pids: Query identities ``(Q,)``.
+        g_pids: Gallery identities ``(G,)``.
+        q_cams: Query camera ids ``(Q,)``.
+        g_cams: Gallery camera ids ``(G,)``.
         protocol: Evaluation protocol (its removal rule and CMC variant apply inside every block).
 
     Returns:

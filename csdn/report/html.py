@@ -57,7 +57,7 @@ def tag(name: str, *children: Any, **attrs: Any) -> Markup:
 
 def render_page(title: str, labels: Markup | str, body: Markup | str, template: str = "report.html") -> str:
     """Fill the packaged page template (inline CSS, no external resource) with escaped title and fragments."""
-    text = resources.files("csdn.report").joinpath("templates", template).read_text(encoding="utf-8")
+    text = resources.files("csdn.report").joinpath("templates").joinpath(template).read_text(encoding="utf-8")
     return string.Template(text).substitute(title=escape(title), labels=escape(labels), body=escape(body))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text
-from ..evaluation.results import NO_STD
+from ..evaluation.results import NO_STD, MetricSummary
 from .analysis import CameraMatrix, HardQuery, ROCCurve, camera_matrix, distance_distributions, hardest_queries
 from .analysis import roc_curve as _roc_curve
 from .html import Markup, definition_list, image_data_uri, join, render_page, table, tag, thumbnail_data_uri
@@ -81,7 +81,7 @@ def _pct(mean: float | None, std: float | None = None) -> str:
     return f"{100 * mean:.2f} ± " + (NO_STD if std is None else f"{100 * std:.2f}")
 
 
-def results_table(summary: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> Markup:
+def results_table(summary: Mapping[str, Mapping[str, MetricSummary]]) -> Markup:
     """Per-setting ``mean ± std`` over trials (percent) of every headline metric (``—``: no std, see the notes)."""
     header = ["setting", "trials", *(_NAMES.get(m, m) for m in HEADLINE)]
     rows = [

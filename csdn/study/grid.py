@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.config import apply_overrides, config_to_dict
+from ..engine.config import TrainConfig, apply_overrides, config_to_dict
 from ..engine.presets import PRESETS, apply_ablation, get_preset
 from ..engine.schedules import fit_schedules
 
@@ -103,7 +103,9 @@ def flat_config(config: dict[str, Any], skip: Sequence[str] = ()) -> dict[str, A
     return {k: v for k, v in flat.items() if k not in skip}
 
 
-def _resolve(preset: str, dataset: str, root: str, variant: Variant, extra: list[str], overrides: Sequence[str]):
+def _resolve(
+    preset: str, dataset: str, root: str, variant: Variant, extra: list[str], overrides: Sequence[str]
+) -> TrainConfig:
     """Preset <- study overrides <- variant (ablation, overrides) <- run keys; schedules fitted as ``csdn train``."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")

@@ -142,8 +142,11 @@ def paired_comparison(
     """Compare two variants over the same units and queries (see the module docstring).
 
     Args:
-        units_a, units_b: ``(positions, values)`` of each unit (:func:`query_values`), in the same unit order.
-        level, resamples, seed: As :func:`bootstrap_interval`.
+        units_a: ``(positions, values)`` of each unit of variant a (:func:`query_values`).
+        units_b: The same for variant b, in the same unit order.
+        level: Confidence level of the interval (as :func:`bootstrap_interval`).
+        resamples: Bootstrap resamples (as :func:`bootstrap_interval`).
+        seed: Seed of the resampling (as :func:`bootstrap_interval`).
         permutations: Random sign-flip resamples of the permutation test (exact when 2^N is not larger).
 
     Raises:

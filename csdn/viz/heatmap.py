@@ -43,11 +43,13 @@ def _as_map(output: torch.Tensor, model: nn.Module) -> torch.Tensor:
     """Last-stage output -> spatial map ``(B, C, h, w)`` (ViT: patch tokens without the class token)."""
     if output.dim() == 4:
         return output
-    h, w = model.image_encoder.grid_size
+    h, w = model.image_encoder.grid_size  # type: ignore[union-attr, misc]  # duck-typed: a CSDN-like module
     return output[:, 1:].transpose(1, 2).reshape(output.shape[0], -1, h, w)
 
 
-def _score(model, images, modality, labels, reference) -> torch.Tensor:
+def _score(
+    model: Any, images: torch.Tensor, modality: str, labels: Any, reference: torch.Tensor | None
+) -> torch.Tensor:
     """Per-image scalar to explain: similarity to ``reference`` embeddings, else the identity logit."""
     if reference is not None:
         embedding = model.encode_image(images, modality)

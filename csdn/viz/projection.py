@@ -6,6 +6,7 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.n
     raise ValueError(f"Unknown value {method!r} for argument method. Valid values are ['pca', 'tsne']")
 
 
-def _as_numpy(features, name: str) -> np.ndarray:
+def _as_numpy(features: Any, name: str) -> np.ndarray:
     array = features.detach().float().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
     if array.ndim != 2 or array.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {array.shape}")

@@ -97,7 +97,7 @@ def plot_ranked_lists(
             if query_pids is None:
                 color = UNKNOWN_COLOR
             else:
-                color = MATCH_COLOR if gallery_pids[g] == query_pids[r] else MISMATCH_COLOR
+                color = MATCH_COLOR if gallery_pids is not None and gallery_pids[g] == query_pids[r] else MISMATCH_COLOR
             _frame(axis, color)
             label = f"#{c + 1}" + (f" {float(distances[r][c]):.3f}" if distances is not None else "")
             axis.set_title(label, fontsize=7, color=color)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..data.images import preprocess
+from ..data.samples import Sample
 from ..evaluation.features import model_device
 from ..inference import rank_distances
 from .curves import plot_cmc
@@ -160,7 +161,9 @@ def write_evaluation_plots(
     return written
 
 
-def _match_heatmaps(model: nn.Module, queries, matches, image_size, out_dir: Path) -> dict[str, Path]:
+def _match_heatmaps(
+    model: nn.Module, queries: Sequence[Sample], matches: Sequence[Sample], image_size: tuple[int, int], out_dir: Path
+) -> dict[str, Path]:
     """Grad-CAM of each query w.r.t. its top-1 match's embedding and vice versa."""
     device = model_device(model)
     q_images = preprocess([s.path for s in queries], image_size).to(device)
@@ -170,7 +173,8 @@ def _match_heatmaps(model: nn.Module, queries, matches, image_size, out_dir: Pat
     model.eval()
     try:
         with torch.no_grad():
-            q_emb, g_emb = model.encode_image(q_images, q_mod), model.encode_image(g_images, g_mod)
+            encode = model.encode_image  # duck-typed: any module with encode_image (a CSDN)
+            q_emb, g_emb = encode(q_images, q_mod), encode(g_images, g_mod)  # type: ignore[operator]
     finally:
         model.train(was_training)
     q_maps = activation_maps(model, q_images, q_mod, reference=g_emb).cpu()
